@@ -1,0 +1,17 @@
+"""diffsens: derivatives of ODE solutions at C speed, behind the scipy.integrate API.
+
+Public API
+----------
+solve_ivp
+    Drop-in for `scipy.integrate.solve_ivp`; explicit Runge-Kutta loops in C.
+OdeResult, OdeSolution
+    Result types (scipy-compatible).
+problems
+    Built-in test and benchmark problems with reference solutions.
+"""
+from ._ivp import NATIVE_METHODS, solve_ivp
+from ._result import OdeResult, OdeSolution
+
+__version__ = "0.1.0"
+
+__all__ = ["solve_ivp", "OdeResult", "OdeSolution", "NATIVE_METHODS", "__version__"]

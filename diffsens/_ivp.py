@@ -1,0 +1,292 @@
+"""``solve_ivp``: scipy's interface, explicit Runge-Kutta loops in C."""
+import inspect
+import warnings
+
+import numpy as np
+import scipy.integrate
+from scipy.integrate import OdeSolver
+
+from ._kernels import _core
+from ._result import OdeResult, OdeSolution
+from ._tableaus import TABLEAUS
+
+__all__ = ["solve_ivp", "NATIVE_METHODS"]
+
+EPS = np.finfo(float).eps
+
+#: Methods whose whole integration loop runs in the C kernels.
+NATIVE_METHODS = tuple(TABLEAUS)
+#: Methods handed to scipy unchanged (until diffsens has native stiff solvers).
+SCIPY_METHODS = ("Radau", "BDF", "LSODA")
+
+MESSAGES = {
+    0: "The solver successfully reached the end of the integration interval.",
+    1: "A termination event occurred.",
+}
+
+#: Options the native explicit methods understand (scipy's and diffsens's own).
+_NATIVE_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
+                   "stiffness_check"}
+
+
+def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
+              events=None, vectorized=False, args=None, **options):
+    """Solve an initial value problem for a system of ODEs.
+
+    A drop-in for `scipy.integrate.solve_ivp` (same signature, results and
+    error messages).  For the explicit Runge-Kutta methods the whole
+    integration loop -- steps, error control, dense output, ``t_eval`` and
+    event location -- runs in C, and only ``fun`` (and event functions) are
+    called back in Python.
+
+    Parameters
+    ----------
+    fun : callable
+        Right-hand side ``fun(t, y, *args)`` returning an array of shape (n,).
+        The ``y`` it receives is a buffer reused between calls: copy it if you
+        keep it.
+    t_span : 2-member sequence
+        Interval of integration ``(t0, tf)``; ``tf < t0`` integrates backward.
+    y0 : array_like, shape (n,)
+        Initial state; complex values are integrated in the complex domain.
+    method : str or `scipy.integrate.OdeSolver` subclass, optional
+        ``'RK45'`` (default, Dormand-Prince 5(4)), ``'RK23'`` (Bogacki-Shampine
+        3(2)), ``'DOP853'`` (Hairer's 8(5,3)), ``'Tsit5'`` (Tsitouras 5(4)) and
+        ``'Vern7'`` (Verner 7(6)) run natively.  ``'Radau'``, ``'BDF'``,
+        ``'LSODA'`` and `OdeSolver` subclasses are passed to scipy.
+    t_eval : array_like or None, optional
+        Times at which to store the solution (sorted in the direction of
+        integration, within `t_span`).  None stores every step.
+    dense_output : bool, optional
+        Whether to return the continuous solution ``sol``.
+    events : callable or list of callables, optional
+        Functions ``event(t, y, *args)`` whose zeros are located on the dense
+        output.  Attributes ``terminal`` (bool or a count of occurrences
+        before stopping) and ``direction`` behave as in scipy.
+    vectorized : bool, optional
+        Whether `fun` takes ``y`` of shape (n, k).  The explicit methods call it
+        with one column.
+    args : tuple, optional
+        Extra arguments passed to `fun` and the event functions.
+    **options
+        ``rtol``, ``atol`` (scalar or shape (n,); defaults 1e-3 and 1e-6),
+        ``first_step``, ``max_step`` as in scipy, plus for the native methods:
+        ``max_steps`` (accepted steps allowed, default 1_000_000) and
+        ``stiffness_check`` (default True: stop with ``status=-1`` once Hairer's
+        test finds the steps limited by stability, instead of crawling).
+        Other options go to the scipy methods.
+
+    Returns
+    -------
+    OdeResult
+        ``t, y, sol, t_events, y_events, nfev, njev, nlu, status, message,
+        success`` with scipy's meanings.
+
+    Examples
+    --------
+    Lotka-Volterra, 101 outputs:
+
+    >>> import numpy as np
+    >>> import diffsens
+    >>> def lotka_volterra(t, z, a, b, c, d):
+    ...     x, y = z
+    ...     return [a*x - b*x*y, -c*y + d*x*y]
+    >>> res = diffsens.solve_ivp(lotka_volterra, (0, 10), [1.0, 1.0],
+    ...                          t_eval=np.linspace(0, 10, 101),
+    ...                          args=(1.5, 1, 3, 1), rtol=1e-6, atol=1e-8)
+    >>> res.status, res.y.shape
+    (0, (2, 101))
+
+    A terminal event: a ball dropped from 10 m hits the ground after
+    sqrt(20/9.81) s.
+
+    >>> def hit_ground(t, y):
+    ...     return y[0]
+    >>> hit_ground.terminal = True
+    >>> res = diffsens.solve_ivp(lambda t, y: [y[1], -9.81], (0, 10), [10.0, 0.0],
+    ...                          events=hit_ground, method="Tsit5")
+    >>> round(float(res.t_events[0][0]), 6)
+    1.427843
+    """
+    if not (method in NATIVE_METHODS or method in SCIPY_METHODS
+            or (inspect.isclass(method) and issubclass(method, OdeSolver))):
+        raise ValueError(
+            f"`method` must be one of {list(NATIVE_METHODS + SCIPY_METHODS)} "
+            "or OdeSolver class.")
+
+    t0, tf = map(float, t_span)
+    if args is not None:
+        try:
+            args = tuple(args)
+        except TypeError as exp:
+            raise TypeError(
+                "Supplied 'args' cannot be unpacked. Please supply `args` as a "
+                f"tuple (e.g. `args=({args},)`)") from exp
+
+    y0_arr = np.asarray(y0)
+    n_trivial = y0_arr.ndim == 1 and y0_arr.size == 0
+    if method not in NATIVE_METHODS or t0 == tf or n_trivial:
+        # scipy's own code path: its methods, and the no-step corner cases
+        # (empty system, zero-length span) where no method is ever stepped.
+        scipy_method = method if method not in NATIVE_METHODS else "RK45"
+        options = {k: v for k, v in options.items()
+                   if method not in NATIVE_METHODS or k not in ("max_steps", "stiffness_check")}
+        return _from_scipy(scipy.integrate.solve_ivp(
+            fun, (t0, tf), y0, method=scipy_method, t_eval=t_eval,
+            dense_output=dense_output, events=events, vectorized=vectorized,
+            args=args, **options))
+    if not (np.isfinite(t0) and not np.isnan(tf)):
+        raise ValueError("`t_span` must hold a finite `t0` and a `tf` that is "
+                         "a number (`tf` may be infinite with a terminal event).")
+    return _solve_native(TABLEAUS[method], fun, t0, tf, y0_arr, t_eval,
+                         dense_output, events, vectorized, args or (), options)
+
+
+def _from_scipy(res):
+    return OdeResult(**dict(res))
+
+
+def _validated_state(y0):
+    if np.issubdtype(y0.dtype, np.complexfloating):
+        dtype = np.complex128
+    elif np.issubdtype(y0.dtype, np.number) or y0.dtype == bool:
+        dtype = np.float64
+    else:
+        raise TypeError(f"`y0` must be an array of numbers, got dtype {y0.dtype}.")
+    y0 = y0.astype(dtype, copy=True)
+    if y0.ndim != 1:
+        raise ValueError("`y0` must be 1-dimensional.")
+    if not np.isfinite(y0).all():
+        raise ValueError("All components of the initial state `y0` must be finite.")
+    return y0, dtype
+
+
+def _validated_tolerances(rtol, atol, n):
+    rtol = np.asarray(rtol, dtype=float)
+    atol = np.asarray(atol, dtype=float)
+    if rtol.ndim > 0 and rtol.shape != (n,):
+        raise ValueError("`rtol` has wrong shape.")
+    if np.any(~np.isfinite(rtol)) or np.any(~np.isfinite(atol)):
+        raise ValueError("`rtol` and `atol` must be finite.")
+    if np.any(rtol < 100 * EPS):
+        warnings.warn("At least one element of `rtol` is too small. "
+                      f"Setting `rtol = np.maximum(rtol, {100 * EPS})`.",
+                      stacklevel=4)
+        rtol = np.maximum(rtol, 100 * EPS)
+    if atol.ndim > 0 and atol.shape != (n,):
+        raise ValueError("`atol` has wrong shape.")
+    if np.any(atol < 0):
+        raise ValueError("`atol` must be positive.")
+    return np.atleast_1d(rtol), np.atleast_1d(atol)
+
+
+def _validated_t_eval(t_eval, t0, tf):
+    t_eval = np.asarray(t_eval, dtype=float)
+    if t_eval.ndim != 1:
+        raise ValueError("`t_eval` must be 1-dimensional.")
+    if np.any(t_eval < min(t0, tf)) or np.any(t_eval > max(t0, tf)):
+        raise ValueError("Values in `t_eval` are not within `t_span`.")
+    d = np.diff(t_eval)
+    if tf > t0 and np.any(d <= 0) or tf < t0 and np.any(d >= 0):
+        raise ValueError("Values in `t_eval` are not properly sorted.")
+    return t_eval
+
+
+def _prepared_events(events):
+    if events is None:
+        return None, None, None
+    if callable(events):
+        events = (events,)
+    events = list(events)
+    max_count = np.empty(len(events))
+    direction = np.empty(len(events))
+    for i, event in enumerate(events):
+        if not callable(event):
+            raise TypeError(f"`events[{i}]` must be callable, got {type(event).__name__}.")
+        terminal = getattr(event, "terminal", None)
+        direction[i] = getattr(event, "direction", 0)
+        if terminal is None or terminal == 0:
+            max_count[i] = np.inf
+        elif int(terminal) == terminal and terminal > 0:
+            max_count[i] = terminal
+        else:
+            raise ValueError("The `terminal` attribute of each event "
+                             "must be a boolean or positive integer.")
+    return events, direction, max_count
+
+
+def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
+                  vectorized, args, options):
+    if not callable(fun):
+        raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
+    extraneous = set(options) - _NATIVE_OPTIONS
+    if extraneous:
+        warnings.warn("The following arguments have no effect for a chosen "
+                      f"solver: {', '.join(f'`{x}`' for x in sorted(extraneous))}.",
+                      stacklevel=3)
+    y0, dtype = _validated_state(y0)
+    n = y0.shape[0]
+    rtol, atol = _validated_tolerances(options.get("rtol", 1e-3),
+                                       options.get("atol", 1e-6), n)
+    max_step = float(options.get("max_step", np.inf))
+    if not max_step > 0:
+        raise ValueError("`max_step` must be positive.")
+    first_step = options.get("first_step")
+    if first_step is None:
+        first_step = 0.0
+    else:
+        first_step = float(first_step)
+        if not first_step > 0:
+            raise ValueError("`first_step` must be positive.")
+        if first_step > abs(tf - t0):
+            raise ValueError("`first_step` exceeds bounds.")
+    max_steps = options.get("max_steps", 1_000_000)
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}.")
+    stiffness_check = bool(options.get("stiffness_check", True))
+
+    if t_eval is not None:
+        t_eval = _validated_t_eval(t_eval, t0, tf)
+    events, direction, max_count = _prepared_events(events)
+
+    is_complex = dtype == np.complex128
+    y0_real = y0.view(np.float64) if is_complex else y0
+    if is_complex:   # tolerances apply to real and imaginary parts alike
+        rtol = np.repeat(rtol, 2) if rtol.size > 1 else rtol
+        atol = np.repeat(atol, 2) if atol.size > 1 else atol
+
+    raw = _core.solve_explicit_rk(
+        tableau, fun, t0, tf, y0_real, args, is_complex, bool(vectorized),
+        rtol, atol, max_step, first_step, t_eval, bool(dense_output), events,
+        direction, max_count, int(max_steps), stiffness_check)
+    return _assemble(raw, t0, n, dtype, t_eval, dense_output, events)
+
+
+def _assemble(raw, t0, n, dtype, t_eval, dense_output, events):
+    status = raw["status"]
+    message = MESSAGES.get(status, raw["message"])
+    y = raw["y"]
+    if dtype == np.complex128:
+        y = y.view(np.complex128)
+    y = np.ascontiguousarray(y.T) if len(raw["t"]) else np.empty((0,))
+    t = raw["t"] if len(raw["t"]) or t_eval is None else np.array([])
+    if t_eval is not None and len(raw["t"]) == 0:
+        y = np.array([])   # scipy: nothing stored
+
+    t_events = y_events = None
+    if events is not None:
+        ev_y = raw["ev_y"].view(np.complex128) if dtype == np.complex128 else raw["ev_y"]
+        t_events, y_events = [], []
+        for i in range(len(events)):
+            hit = raw["ev_which"] == i
+            t_events.append(raw["ev_t"][hit])
+            y_events.append(ev_y[hit] if hit.any() else np.array([]))
+
+    sol = None
+    if dense_output:
+        ts = np.concatenate(([t0], raw["seg_t_end"]))
+        sol = OdeSolution(ts, raw["seg_t_old"], raw["seg_h"], raw["seg_y_old"],
+                          raw["seg_Q"], dtype)
+    return OdeResult(t=t, y=y, sol=sol, t_events=t_events, y_events=y_events,
+                     nfev=raw["nfev"], njev=0, nlu=0, status=status,
+                     message=message, success=status >= 0)

@@ -1,0 +1,1 @@
+"""C kernels and the Cython layer that drives them (no public API)."""

@@ -1,0 +1,405 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The one module that owns the GIL boundary.
+
+Python objects are validated and turned into C structs here; the plain C
+kernels (``erk.c``, ``integrate.c``) never see a Python object.  A Python
+right-hand side is reached through the ``ds_rhs`` vtable: its C entry copies
+the state into a reused NumPy array, calls ``fun`` and copies the result out.
+An exception raised by ``fun`` is caught here, the kernel is told to stop, and
+the exception is re-raised (with its traceback) once the kernel has unwound.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from cpython.ref cimport PyObject
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+from diffsens._kernels.kernels cimport (
+    DS_CALLBACK_STOP, DS_FAILED, DS_FINISHED, DS_NEED_SPACE, DS_TERMINATED,
+    DS_YIELD, ds_erk_init, ds_erk_problem, ds_erk_run, ds_erk_solver,
+    ds_erk_tableau, ds_erk_workspace_size, ds_events, ds_output, ds_rhs,
+)
+
+cnp.import_array()
+
+cdef extern from "Python.h":
+    object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf,
+                               PyObject *kwnames)
+
+
+# ---------------------------------------------------------------------------
+# Python callable front end of the RHS vtable
+# ---------------------------------------------------------------------------
+
+cdef class PythonRHS:
+    """``fun(t, y, *args)`` behind the C ``ds_rhs`` vtable.
+
+    ``y`` handed to ``fun`` is one array reused for every call (it views a
+    private copy of the kernel's stage vector, so writing to it cannot corrupt
+    the solve); a ``fun`` that keeps references to ``y`` must copy it.
+    """
+    cdef object fun
+    cdef tuple args
+    cdef cnp.ndarray ybuf       # float64, length n_real: what the kernel writes
+    cdef object ycall           # what fun receives (ybuf, a complex view, a column)
+    cdef Py_ssize_t n_user      # len(y0) as the user sees it
+    cdef Py_ssize_t n_real      # doubles the kernel sees (2 n_user if complex)
+    cdef bint is_complex
+    cdef bint vectorized
+    cdef object out_dtype
+    cdef PyObject **stack       # vectorcall arguments: t, y, *args
+    cdef Py_ssize_t nargs
+    cdef ds_rhs c
+    cdef public object error    # exception raised inside a callback
+
+    def __cinit__(self, fun, Py_ssize_t n_user, bint is_complex=False,
+                  bint vectorized=False, tuple args=()):
+        self.fun = fun
+        self.args = args
+        self.n_user = n_user
+        self.is_complex = is_complex
+        self.vectorized = vectorized
+        self.n_real = 2 * n_user if is_complex else n_user
+        self.ybuf = np.zeros(self.n_real)
+        y = self.ybuf.view(np.complex128) if is_complex else self.ybuf
+        self.ycall = y[:, None] if vectorized else y
+        self.out_dtype = np.complex128 if is_complex else np.float64
+        self.nargs = 2 + len(args)
+        self.stack = <PyObject **>malloc(self.nargs * sizeof(PyObject *))
+        if self.stack == NULL:
+            raise MemoryError()
+        self.stack[1] = <PyObject *>self.ycall
+        for i, a in enumerate(args):
+            self.stack[2 + i] = <PyObject *>a   # kept alive by self.args
+        self.c.ctx = <void *>self
+        self.c.n = <int>self.n_real
+        self.c.m = 0
+        self.c.f = _python_f
+        self.c.jvp = NULL
+        self.c.vjp = NULL
+        self.error = None
+
+    def __dealloc__(self):
+        free(self.stack)
+
+    cdef int evaluate(self, double t, const double *y, double *dy) except -1:
+        memcpy(cnp.PyArray_DATA(self.ybuf), y, self.n_real * sizeof(double))
+        cdef object t_obj = t
+        self.stack[0] = <PyObject *>t_obj
+        out = PyObject_Vectorcall(self.fun, self.stack, self.nargs, NULL)
+        store_vector(out, dy, self.n_user, self.n_real, self.out_dtype,
+                     self.vectorized, "fun")
+        return 0
+
+
+cdef int store_vector(object out, double *dst, Py_ssize_t n_user,
+                      Py_ssize_t n_real, object dtype, bint vectorized,
+                      str name) except -1:
+    """Copy a callback's result (array or sequence of length n) into dst."""
+    cdef cnp.ndarray arr
+    if (cnp.PyArray_CheckExact(out) and dtype is np.float64
+            and cnp.PyArray_TYPE(<cnp.ndarray>out) == cnp.NPY_DOUBLE
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out)
+            and cnp.PyArray_NDIM(<cnp.ndarray>out) == 1
+            and cnp.PyArray_DIM(<cnp.ndarray>out, 0) == n_user):
+        memcpy(dst, cnp.PyArray_DATA(<cnp.ndarray>out), n_real * sizeof(double))
+        return 0
+    arr = np.asarray(out, dtype=dtype)
+    shape = (<object>arr).shape
+    if not (shape == (n_user,) or (shape == () and n_user == 1)
+            or (vectorized and shape == (n_user, 1))):
+        raise ValueError(
+            f"`{name}` must return an array of shape ({n_user},) like `y0`, "
+            f"but it returned an array of shape {shape}.")
+    arr = np.ascontiguousarray(arr).reshape(-1)
+    if dtype is np.complex128:
+        arr = arr.view(np.float64)
+    memcpy(dst, cnp.PyArray_DATA(arr), n_real * sizeof(double))
+    return 0
+
+
+cdef int _python_f(void *ctx, double t, const double *y, const double *p,
+                   double *dy) noexcept:
+    cdef PythonRHS rhs = <PythonRHS>ctx
+    try:
+        rhs.evaluate(t, y, dy)
+    except BaseException as exc:
+        rhs.error = exc
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Python event functions
+# ---------------------------------------------------------------------------
+
+cdef class PythonEvents:
+    """Event functions ``g_i(t, y, *args)`` behind ``ds_events``."""
+    cdef list funcs
+    cdef tuple args
+    cdef cnp.ndarray ybuf
+    cdef object ycall
+    cdef Py_ssize_t n_real
+    cdef cnp.ndarray direction
+    cdef cnp.ndarray max_count
+    cdef ds_events c
+    cdef public object error
+
+    def __cinit__(self, list funcs, Py_ssize_t n_user, bint is_complex,
+                  tuple args, cnp.ndarray direction, cnp.ndarray max_count):
+        self.funcs = funcs
+        self.args = args
+        self.n_real = 2 * n_user if is_complex else n_user
+        self.ybuf = np.zeros(self.n_real)
+        self.ycall = self.ybuf.view(np.complex128) if is_complex else self.ybuf
+        self.direction = np.ascontiguousarray(direction, dtype=np.float64)
+        self.max_count = np.ascontiguousarray(max_count, dtype=np.float64)
+        self.c.ctx = <void *>self
+        self.c.count = <int>len(funcs)
+        self.c.g = _python_g
+        self.c.direction = <const double *>cnp.PyArray_DATA(self.direction)
+        self.c.max_count = <const double *>cnp.PyArray_DATA(self.max_count)
+        self.error = None
+
+    cdef int evaluate(self, int which, double t, const double *y,
+                      double *value) except -1:
+        memcpy(cnp.PyArray_DATA(self.ybuf), y, self.n_real * sizeof(double))
+        value[0] = float(self.funcs[which](t, self.ycall, *self.args))
+        return 0
+
+
+cdef int _python_g(void *ctx, int which, double t, const double *y,
+                   double *value) noexcept:
+    cdef PythonEvents ev = <PythonEvents>ctx
+    try:
+        ev.evaluate(which, t, y, value)
+    except BaseException as exc:
+        ev.error = exc
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Tableaus as C structs
+# ---------------------------------------------------------------------------
+
+cdef class CTableau:
+    """Keeps a tableau's arrays alive and points a ``ds_erk_tableau`` at them."""
+    cdef ds_erk_tableau c
+    cdef list keep
+    cdef public object source
+
+    def __cinit__(self, tableau):
+        self.source = tableau
+        self.keep = []
+        s = tableau.c.shape[0]
+        self.c.s = <int>s
+        self.c.r = <int>tableau.c_extra.shape[0]
+        self.c.d = <int>tableau.P.shape[1]
+        self.c.order = tableau.order
+        self.c.error_order = tableau.error_order
+        self.c.c = self._hold(tableau.c)
+        self.c.A = self._hold(tableau.A)
+        self.c.b = self._hold(tableau.b)
+        self.c.e = self._hold(tableau.e)
+        self.c.e_low = (NULL if tableau.e_low is None
+                        else self._hold(tableau.e_low))
+        self.c.c_extra = self._hold(tableau.c_extra)
+        self.c.A_extra = self._hold(tableau.A_extra)
+        self.c.P = self._hold(tableau.P)
+        self.c.stiffness_stage = tableau.stiffness_stage
+        self.c.stability_boundary = tableau.stability_boundary
+
+    cdef const double *_hold(self, a) except NULL:
+        cdef cnp.ndarray arr = np.ascontiguousarray(a, dtype=np.float64)
+        if arr.size == 0:   # a valid pointer even for empty tables
+            arr = np.zeros(1)
+        self.keep.append(arr)
+        return <const double *>cnp.PyArray_DATA(arr)
+
+
+_tableau_cache = {}
+
+
+cdef CTableau c_tableau(tableau):
+    key = tableau.name
+    cached = _tableau_cache.get(key)
+    if cached is None or cached.source is not tableau:
+        cached = CTableau(tableau)
+        _tableau_cache[key] = cached
+    return cached
+
+
+# ---------------------------------------------------------------------------
+# Output buffers: grown between kernel calls, never inside the step loop
+# ---------------------------------------------------------------------------
+
+cdef class OutputBuffers:
+    cdef ds_output c
+    cdef Py_ssize_t n, d
+    cdef public cnp.ndarray t, y
+    cdef public cnp.ndarray seg_t_old, seg_h, seg_t_end, seg_y_old, seg_Q
+    cdef public cnp.ndarray ev_which, ev_t, ev_y
+
+    def __cinit__(self, Py_ssize_t n, Py_ssize_t d, Py_ssize_t points,
+                  bint store_dense, Py_ssize_t segments, Py_ssize_t n_events):
+        self.n = n
+        self.d = d
+        self.c.store_dense = store_dense
+        self.c.len = self.c.seg_len = self.c.ev_len = 0
+        self._points(points)
+        self._segments(segments if store_dense else 0)
+        self._events(4 * n_events)
+
+    cdef void _points(self, Py_ssize_t cap):
+        self.t = grow(self.t, cap, None)
+        self.y = grow(self.y, cap, self.n)
+        self.c.t = <double *>cnp.PyArray_DATA(self.t)
+        self.c.y = <double *>cnp.PyArray_DATA(self.y)
+        self.c.cap = cap
+
+    cdef void _segments(self, Py_ssize_t cap):
+        self.seg_t_old = grow(self.seg_t_old, cap, None)
+        self.seg_h = grow(self.seg_h, cap, None)
+        self.seg_t_end = grow(self.seg_t_end, cap, None)
+        self.seg_y_old = grow(self.seg_y_old, cap, self.n)
+        self.seg_Q = grow(self.seg_Q, cap, self.n * self.d)
+        self.c.seg_t_old = <double *>cnp.PyArray_DATA(self.seg_t_old)
+        self.c.seg_h = <double *>cnp.PyArray_DATA(self.seg_h)
+        self.c.seg_t_end = <double *>cnp.PyArray_DATA(self.seg_t_end)
+        self.c.seg_y_old = <double *>cnp.PyArray_DATA(self.seg_y_old)
+        self.c.seg_Q = <double *>cnp.PyArray_DATA(self.seg_Q)
+        self.c.seg_cap = cap
+
+    cdef void _events(self, Py_ssize_t cap):
+        self.ev_which = grow(self.ev_which, cap, None, np.intc)
+        self.ev_t = grow(self.ev_t, cap, None)
+        self.ev_y = grow(self.ev_y, cap, self.n)
+        self.c.ev_which = <int *>cnp.PyArray_DATA(self.ev_which)
+        self.c.ev_t = <double *>cnp.PyArray_DATA(self.ev_t)
+        self.c.ev_y = <double *>cnp.PyArray_DATA(self.ev_y)
+        self.c.ev_cap = cap
+
+    cdef void make_room(self, int n_events):
+        if self.c.len >= self.c.cap:
+            self._points(2 * self.c.cap + 16)
+        if self.c.store_dense and self.c.seg_len >= self.c.seg_cap:
+            self._segments(2 * self.c.seg_cap + 16)
+        if self.c.ev_len + n_events > self.c.ev_cap:
+            self._events(2 * self.c.ev_cap + n_events)
+
+
+cdef cnp.ndarray grow(cnp.ndarray old, Py_ssize_t rows, object width,
+                      dtype=np.float64):
+    """A (rows,) array (width None) or (rows, width) one holding old's rows."""
+    cdef object shape = (rows,) if width is None else (rows, width)
+    new = np.empty(shape, dtype=dtype)
+    if old is not None and old.shape[0] > 0:
+        new[:old.shape[0]] = old
+    return new
+
+
+# ---------------------------------------------------------------------------
+# The solve
+# ---------------------------------------------------------------------------
+
+def solve_explicit_rk(tableau, fun, double t0, double t_bound,
+                      cnp.ndarray y0, tuple args, bint is_complex,
+                      bint vectorized, cnp.ndarray rtol, cnp.ndarray atol,
+                      double max_step, double first_step, t_eval,
+                      bint dense_output, events, event_direction,
+                      event_max_count, long max_steps, bint stiffness_check):
+    """Run an explicit RK solve in C; inputs are validated by the caller.
+
+    ``y0`` is float64 (complex states already viewed as pairs of reals) and
+    ``t_eval`` is either None or float64 in integration order.  Returns a dict
+    of raw arrays that ``diffsens._ivp`` turns into an ``OdeResult``.
+    """
+    cdef CTableau tab = c_tableau(tableau)
+    cdef Py_ssize_t n_user = y0.shape[0] // (2 if is_complex else 1)
+    cdef PythonRHS rhs = PythonRHS(fun, n_user, is_complex, vectorized, args)
+    cdef PythonEvents ev = None
+    cdef int n_events = 0
+    cdef ds_erk_problem pb
+    cdef ds_erk_solver S
+    cdef cnp.ndarray y0c = np.ascontiguousarray(y0, dtype=np.float64)
+    cdef cnp.ndarray rtolc = np.ascontiguousarray(rtol, dtype=np.float64)
+    cdef cnp.ndarray atolc = np.ascontiguousarray(atol, dtype=np.float64)
+    cdef cnp.ndarray t_evalc = None
+    cdef int rc
+
+    if events:
+        ev = PythonEvents(list(events), n_user, is_complex, args,
+                          np.asarray(event_direction, dtype=np.float64),
+                          np.asarray(event_max_count, dtype=np.float64))
+        n_events = len(events)
+    if t_eval is not None:
+        t_evalc = np.ascontiguousarray(t_eval, dtype=np.float64)
+
+    pb.tab = &tab.c
+    pb.rhs = &rhs.c
+    pb.p = NULL
+    pb.t0 = t0
+    pb.t_bound = t_bound
+    pb.y0 = <const double *>cnp.PyArray_DATA(y0c)
+    pb.rtol = <const double *>cnp.PyArray_DATA(rtolc)
+    pb.rtol_len = <int>rtolc.shape[0]
+    pb.atol = <const double *>cnp.PyArray_DATA(atolc)
+    pb.atol_len = <int>atolc.shape[0]
+    pb.max_step = max_step
+    pb.first_step = first_step
+    pb.max_steps = max_steps
+    pb.stiffness_check = stiffness_check
+    pb.yield_every = 0      # a Python fun answers Ctrl-C on its own
+    pb.t_eval = NULL if t_evalc is None else <const double *>cnp.PyArray_DATA(t_evalc)
+    pb.n_eval = 0 if t_evalc is None else t_evalc.shape[0]
+    pb.events = NULL if ev is None else &ev.c
+
+    n_real = y0c.shape[0]
+    points = max(t_evalc.shape[0], 1) if t_evalc is not None else 64
+    cdef OutputBuffers out = OutputBuffers(n_real, tab.c.d, points,
+                                           dense_output, 64, n_events)
+    cdef void *work = malloc(ds_erk_workspace_size(&tab.c, <int>n_real, n_events))
+    if work == NULL:
+        raise MemoryError()
+    try:
+        ds_erk_init(&S, &pb, work)
+        while True:
+            # The GIL stays held: every stage calls back into Python anyway.
+            rc = ds_erk_run(&S, &out.c)
+            if rc == DS_NEED_SPACE:
+                out.make_room(n_events)
+            elif rc == DS_YIELD:
+                PyErr_CheckSignals()
+            else:
+                break
+    finally:
+        free(work)
+
+    if rc == DS_CALLBACK_STOP:
+        error = rhs.error if rhs.error is not None else (
+            ev.error if ev is not None else None)
+        if error is None:
+            raise RuntimeError("a callback stopped the solver without an error")
+        raise error
+
+    n_pts, n_seg, n_ev = out.c.len, out.c.seg_len, out.c.ev_len
+    return {
+        "status": {DS_FINISHED: 0, DS_TERMINATED: 1}.get(rc, -1),
+        "message": S.message.decode("utf-8", "replace") if rc == DS_FAILED else None,
+        "t": out.t[:n_pts].copy(),
+        "y": out.y[:n_pts].copy(),
+        "nfev": S.nfev,
+        "n_accepted": S.n_accepted,
+        "n_rejected": S.n_rejected,
+        "seg_t_old": out.seg_t_old[:n_seg].copy(),
+        "seg_h": out.seg_h[:n_seg].copy(),
+        "seg_t_end": out.seg_t_end[:n_seg].copy(),
+        "seg_y_old": out.seg_y_old[:n_seg].copy(),
+        "seg_Q": out.seg_Q[:n_seg].reshape(n_seg, n_real, tab.c.d).copy(),
+        "ev_which": out.ev_which[:n_ev].copy(),
+        "ev_t": out.ev_t[:n_ev].copy(),
+        "ev_y": out.ev_y[:n_ev].copy(),
+    }

@@ -1,0 +1,135 @@
+#include <math.h>
+#include <string.h>
+
+#include "erk.h"
+
+int ds_erk_stage_count(const ds_erk_tableau *tab)
+{
+    return tab->s + 1 + tab->r;
+}
+
+int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
+{
+    const int s = tab->s;
+    return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
+}
+
+/* out = y + h * sum_{j < count} coef[j] K_j, skipping zero coefficients. */
+static void combine(int n, const double *y, double h, const double *coef,
+                    int count, const double *K, double *out)
+{
+    memcpy(out, y, (size_t)n * sizeof(double));
+    for (int j = 0; j < count; ++j) {
+        const double a = h * coef[j];
+        if (a == 0.0)
+            continue;
+        const double *kj = K + (size_t)j * n;
+        for (int q = 0; q < n; ++q)
+            out[q] += a * kj[q];
+    }
+}
+
+int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
+                double t, const double *y, double h, double *K, double *ytmp,
+                double *y_new, double *y_stiff, int with_last, long *nfev)
+{
+    const int n = rhs->n, s = tab->s;
+    for (int i = 1; i < s; ++i) {
+        combine(n, y, h, tab->A + (size_t)i * s, i, K, ytmp);
+        if (i == tab->stiffness_stage && y_stiff != NULL)
+            memcpy(y_stiff, ytmp, (size_t)n * sizeof(double));
+        ++*nfev;
+        int rc = rhs->f(rhs->ctx, t + tab->c[i] * h, ytmp, p, K + (size_t)i * n);
+        if (rc)
+            return rc;
+    }
+    combine(n, y, h, tab->b, s, K, y_new);
+    if (with_last) {
+        ++*nfev;
+        return rhs->f(rhs->ctx, t + h, y_new, p, K + (size_t)s * n);
+    }
+    return 0;
+}
+
+double ds_erk_error_norm(const ds_erk_tableau *tab, int n, double h,
+                         const double *K, const double *y, const double *y_new,
+                         const double *rtol, int rtol_len,
+                         const double *atol, int atol_len)
+{
+    /* k_s holds stale data unless the estimate uses it: never touch it then
+     * (0 * NaN would poison the norm). */
+    const int stages = tab->s + ds_erk_error_uses_last_stage(tab);
+    double sum = 0.0, sum_low = 0.0;
+    for (int q = 0; q < n; ++q) {
+        const double scale = atol[atol_len == 1 ? 0 : q]
+                             + rtol[rtol_len == 1 ? 0 : q]
+                               * fmax(fabs(y[q]), fabs(y_new[q]));
+        double err = 0.0, err_low = 0.0;
+        for (int i = 0; i < stages; ++i) {
+            const double k = K[(size_t)i * n + q];
+            err += tab->e[i] * k;
+            if (tab->e_low != NULL)
+                err_low += tab->e_low[i] * k;
+        }
+        err /= scale;
+        sum += err * err;
+        if (tab->e_low != NULL) {
+            err_low /= scale;
+            sum_low += err_low * err_low;
+        }
+    }
+    if (tab->e_low == NULL)
+        return fabs(h) * sqrt(sum / n);
+    /* Hairer's DOP853 estimate: the 5th-order error, damped where the
+     * 3rd-order one says the 5th is pessimistic (scipy uses the same). */
+    if (sum == 0.0 && sum_low == 0.0)
+        return 0.0;
+    return fabs(h) * sum / sqrt((sum + 0.01 * sum_low) * n);
+}
+
+int ds_erk_extra_stages(const ds_erk_tableau *tab, const ds_rhs *rhs,
+                        const double *p, double t, const double *y, double h,
+                        double *K, double *ytmp, long *nfev)
+{
+    const int n = rhs->n, s = tab->s, width = s + 1 + tab->r;
+    for (int j = 0; j < tab->r; ++j) {
+        const int stage = s + 1 + j;
+        combine(n, y, h, tab->A_extra + (size_t)j * width, stage, K, ytmp);
+        ++*nfev;
+        int rc = rhs->f(rhs->ctx, t + tab->c_extra[j] * h, ytmp, p,
+                        K + (size_t)stage * n);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
+                               const double *K, double *Q)
+{
+    const int d = tab->d, stages = ds_erk_stage_count(tab);
+    memset(Q, 0, (size_t)n * d * sizeof(double));
+    for (int i = 0; i < stages; ++i) {
+        const double *ki = K + (size_t)i * n;
+        const double *Pi = tab->P + (size_t)i * d;
+        for (int j = 0; j < d; ++j) {
+            const double a = h * Pi[j];
+            if (a == 0.0)
+                continue;
+            for (int q = 0; q < n; ++q)
+                Q[(size_t)q * d + j] += a * ki[q];
+        }
+    }
+}
+
+void ds_dense_eval(int n, int d, const double *y_old, const double *Q,
+                   double theta, double *out)
+{
+    for (int q = 0; q < n; ++q) {
+        const double *Qq = Q + (size_t)q * d;
+        double acc = Qq[d - 1];
+        for (int j = d - 2; j >= 0; --j)
+            acc = acc * theta + Qq[j];
+        out[q] = y_old[q] + acc * theta;
+    }
+}

@@ -1,0 +1,542 @@
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "integrate.h"
+
+/* Step-size control: the PI controller of OrdinaryDiffEq.jl (beta1 = 7/(10q),
+ * beta2 = 2/(5q) for an error estimate of order q - 1), with Hairer's limits. */
+#define CTRL_GAMMA 0.9   /* safety factor */
+#define CTRL_QMIN 0.2    /* largest shrink per step: h * 0.2 */
+#define CTRL_QMAX 10.0   /* largest growth per step: h * 10 */
+#define CTRL_QOLD_FLOOR 1e-4
+/* Hairer's stiffness detection (DOPRI5): test every NSTIFF steps, stop after
+ * STIFF_HITS consecutive steps limited by stability, forget after
+ * NONSTIFF_RESET steps that are not. */
+#define NSTIFF 1000
+#define STIFF_HITS 15
+#define NONSTIFF_RESET 6
+#define EPS 2.220446049250313e-16
+
+static double *carve(char **cursor, size_t count)
+{
+    double *p = (double *)*cursor;
+    *cursor += count * sizeof(double);
+    return p;
+}
+
+size_t ds_erk_workspace_size(const ds_erk_tableau *tab, int n, int n_events)
+{
+    size_t doubles = 6 * (size_t)n
+                     + (size_t)ds_erk_stage_count(tab) * n
+                     + (size_t)tab->d * n
+                     + 3 * (size_t)n_events;
+    /* two int arrays per event, stored in double-sized slots for alignment */
+    return (doubles + 2 * (size_t)n_events) * sizeof(double);
+}
+
+void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb, void *work)
+{
+    memset(S, 0, sizeof(*S));
+    S->pb = *pb;
+    const int n = pb->rhs->n;
+    const int ne = pb->events ? pb->events->count : 0;
+    char *cur = (char *)work;
+    S->n = n;
+    S->y = carve(&cur, n);
+    S->y_old = carve(&cur, n);
+    S->y_new = carve(&cur, n);
+    S->ytmp = carve(&cur, n);
+    S->y_stiff = carve(&cur, n);
+    S->yev = carve(&cur, n);
+    S->K = carve(&cur, (size_t)ds_erk_stage_count(pb->tab) * n);
+    S->Q = carve(&cur, (size_t)pb->tab->d * n);
+    S->g_old = carve(&cur, ne);
+    S->g_new = carve(&cur, ne);
+    S->roots = carve(&cur, ne);
+    S->active = (int *)carve(&cur, ne);
+    S->count = (int *)carve(&cur, ne);
+    memset(S->count, 0, (size_t)ne * sizeof(int));
+    memcpy(S->y, pb->y0, (size_t)n * sizeof(double));
+    S->t = pb->t0;
+    S->direction = pb->t_bound >= pb->t0 ? 1 : -1;
+    S->qold = CTRL_QOLD_FLOOR;
+}
+
+static int fail(ds_erk_solver *S, const char *message)
+{
+    snprintf(S->message, sizeof(S->message), "%s", message);
+    return DS_FAILED;
+}
+
+static double atol_at(const ds_erk_problem *pb, int q)
+{
+    return pb->atol[pb->atol_len == 1 ? 0 : q];
+}
+
+static double rtol_at(const ds_erk_problem *pb, int q)
+{
+    return pb->rtol[pb->rtol_len == 1 ? 0 : q];
+}
+
+static int all_finite(int n, const double *x)
+{
+    for (int q = 0; q < n; ++q)
+        if (!isfinite(x[q]))
+            return 0;
+    return 1;
+}
+
+/* Hairer, Norsett & Wanner (1993), II.4, as in scipy's select_initial_step. */
+static int initial_step(ds_erk_solver *S, double *h_out)
+{
+    const ds_erk_problem *pb = &S->pb;
+    const int n = S->n;
+    const double *f0 = S->K;
+    double *f1 = S->K + n, *y1 = S->ytmp;
+    const double interval = fabs(pb->t_bound - pb->t0);
+    double d0 = 0.0, d1 = 0.0, d2 = 0.0;
+    for (int q = 0; q < n; ++q) {
+        const double scale = atol_at(pb, q) + fabs(S->y[q]) * rtol_at(pb, q);
+        d0 += (S->y[q] / scale) * (S->y[q] / scale);
+        d1 += (f0[q] / scale) * (f0[q] / scale);
+    }
+    d0 = sqrt(d0 / n);
+    d1 = sqrt(d1 / n);
+    double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
+    h0 = fmin(h0, interval);
+    for (int q = 0; q < n; ++q)
+        y1[q] = S->y[q] + h0 * S->direction * f0[q];
+    ++S->nfev;
+    int rc = pb->rhs->f(pb->rhs->ctx, pb->t0 + h0 * S->direction, y1, pb->p, f1);
+    if (rc)
+        return rc;
+    for (int q = 0; q < n; ++q) {
+        const double scale = atol_at(pb, q) + fabs(S->y[q]) * rtol_at(pb, q);
+        const double diff = (f1[q] - f0[q]) / scale;
+        d2 += diff * diff;
+    }
+    d2 = sqrt(d2 / n) / h0;
+    double h1;
+    if (d1 <= 1e-15 && d2 <= 1e-15)
+        h1 = fmax(1e-6, h0 * 1e-3);
+    else
+        h1 = pow(0.01 / fmax(d1, d2), 1.0 / (pb->tab->error_order + 1));
+    *h_out = fmin(fmin(100 * h0, h1), fmin(interval, pb->max_step));
+    return 0;
+}
+
+static int start(ds_erk_solver *S, ds_output *out)
+{
+    const ds_erk_problem *pb = &S->pb;
+    const int n = S->n;
+    ++S->nfev;
+    if (pb->rhs->f(pb->rhs->ctx, S->t, S->y, pb->p, S->K))
+        return DS_CALLBACK_STOP;
+    if (!all_finite(n, S->K))
+        return fail(S, "`fun` returned non-finite values at the initial point "
+                       "(t0, y0).");
+    if (pb->first_step > 0)
+        S->h_abs = pb->first_step;
+    else if (initial_step(S, &S->h_abs))
+        return DS_CALLBACK_STOP;
+    if (pb->events) {
+        for (int i = 0; i < pb->events->count; ++i)
+            if (pb->events->g(pb->events->ctx, i, S->t, S->y, &S->g_old[i]))
+                return DS_CALLBACK_STOP;
+    }
+    if (pb->t_eval == NULL) {
+        out->t[out->len] = S->t;
+        memcpy(out->y + (size_t)out->len * n, S->y, (size_t)n * sizeof(double));
+        ++out->len;
+    }
+    S->started = 1;
+    return 0;
+}
+
+/* Stiffness test on an accepted step; returns nonzero when the problem has
+ * been stability-limited for STIFF_HITS steps in a row. */
+static int looks_stiff(ds_erk_solver *S, double h)
+{
+    const ds_erk_tableau *tab = S->pb.tab;
+    const int n = S->n;
+    if (!S->pb.stiffness_check || tab->stiffness_stage < 0)
+        return 0;
+    if ((S->n_accepted + 1) % NSTIFF != 0 && S->stiff_hits == 0)
+        return 0;
+    const double *ks = S->K + (size_t)tab->s * n;
+    const double *ki = S->K + (size_t)tab->stiffness_stage * n;
+    double num = 0.0, den = 0.0;
+    for (int q = 0; q < n; ++q) {
+        num += (ks[q] - ki[q]) * (ks[q] - ki[q]);
+        den += (S->y_new[q] - S->y_stiff[q]) * (S->y_new[q] - S->y_stiff[q]);
+    }
+    if (den <= 0.0)
+        return 0;
+    const double h_lambda = fabs(h) * sqrt(num / den);
+    if (h_lambda > 0.98 * tab->stability_boundary) {
+        S->nonstiff_run = 0;
+        if (++S->stiff_hits >= STIFF_HITS) {
+            snprintf(S->message, sizeof(S->message),
+                     "The problem appears to be stiff at t = %.17g: %d steps in "
+                     "a row were limited by stability (|h*lambda| = %.3g). Use "
+                     "a stiff method such as method='Radau' or 'BDF', or pass "
+                     "stiffness_check=False to continue regardless.",
+                     S->t, STIFF_HITS, h_lambda);
+            return 1;
+        }
+    } else if (++S->nonstiff_run >= NONSTIFF_RESET) {
+        S->stiff_hits = 0;
+    }
+    return 0;
+}
+
+/* One accepted step (rejections retried inside).  On return the state has
+ * advanced: t_old/y_old hold the start, t/y the end, K the step's stages. */
+static int advance(ds_erk_solver *S, double *h_taken)
+{
+    const ds_erk_problem *pb = &S->pb;
+    const ds_erk_tableau *tab = pb->tab;
+    const int n = S->n, dir = S->direction;
+    const int uses_last = ds_erk_error_uses_last_stage(tab);
+    const double q_exp = tab->error_order + 1.0;
+    const double beta1 = 0.7 / q_exp, beta2 = 0.4 / q_exp;
+    const double t = S->t;
+    const double min_step = 10.0 * fabs(nextafter(t, dir * INFINITY) - t);
+    double h_abs = S->h_abs, h = 0.0, t_new = t, h_next = 0.0;
+    int rejected = 0;
+
+    if (S->n_accepted >= pb->max_steps) {
+        snprintf(S->message, sizeof(S->message),
+                 "The maximum number of steps (max_steps=%ld) was taken "
+                 "before reaching t = %.17g; the problem may be stiff or the "
+                 "tolerances too tight.", pb->max_steps, pb->t_bound);
+        return DS_FAILED;
+    }
+    if (h_abs > pb->max_step)
+        h_abs = pb->max_step;
+    else if (h_abs < min_step)
+        h_abs = min_step;
+
+    for (;;) {
+        if (h_abs < min_step) {
+            if (S->saw_nonfinite) {
+                snprintf(S->message, sizeof(S->message),
+                         "Required step size is less than spacing between "
+                         "numbers: `fun` kept returning non-finite values "
+                         "near t = %.17g.", t);
+                return DS_FAILED;
+            }
+            return fail(S, "Required step size is less than spacing between "
+                           "numbers.");
+        }
+        h = h_abs * dir;
+        t_new = t + h;
+        if (dir * (t_new - pb->t_bound) > 0)
+            t_new = pb->t_bound;
+        h = t_new - t;
+        h_abs = fabs(h);
+
+        if (ds_erk_step(tab, pb->rhs, pb->p, t, S->y, h, S->K, S->ytmp,
+                        S->y_new, S->y_stiff, uses_last, &S->nfev))
+            return DS_CALLBACK_STOP;
+        const double err = ds_erk_error_norm(tab, n, h, S->K, S->y, S->y_new,
+                                             pb->rtol, pb->rtol_len, pb->atol,
+                                             pb->atol_len);
+        if (!isfinite(err)) {
+            /* An overflow or a pole in a trial stage: retry much smaller. */
+            S->saw_nonfinite = 1;
+            ++S->n_rejected;
+            h_abs *= CTRL_QMIN;
+            rejected = 1;
+            continue;
+        }
+        const double q11 = pow(err, beta1);
+        if (err <= 1.0) {
+            double q = q11 / pow(S->qold, beta2) / CTRL_GAMMA;
+            q = fmin(1.0 / CTRL_QMIN, fmax(1.0 / CTRL_QMAX, q));
+            h_next = h_abs / q;
+            if (rejected) /* Hairer: no growth right after a rejection */
+                h_next = fmin(h_next, h_abs);
+            S->qold = fmax(err, CTRL_QOLD_FLOOR);
+            break;
+        }
+        ++S->n_rejected;
+        h_abs /= fmin(1.0 / CTRL_QMIN, q11 / CTRL_GAMMA);
+        rejected = 1;
+    }
+
+    if (!uses_last) {
+        ++S->nfev;
+        if (pb->rhs->f(pb->rhs->ctx, t_new, S->y_new, pb->p,
+                       S->K + (size_t)tab->s * n))
+            return DS_CALLBACK_STOP;
+    }
+    if (looks_stiff(S, h))
+        return DS_FAILED;
+
+    double *recycled = S->y_old;
+    S->y_old = S->y;
+    S->y = S->y_new;
+    S->y_new = recycled;
+    S->t_old = t;
+    S->t = t_new;
+    S->h_abs = h_next;
+    ++S->n_accepted;
+    *h_taken = h;
+    return 0;
+}
+
+typedef struct dense_state {
+    int ready;
+    double h;
+} dense_state;
+
+/* Builds this step's interpolant on first use (extra stages cost nfev). */
+static int need_dense(ds_erk_solver *S, dense_state *ds)
+{
+    if (ds->ready)
+        return 0;
+    const ds_erk_problem *pb = &S->pb;
+    if (ds_erk_extra_stages(pb->tab, pb->rhs, pb->p, S->t_old, S->y_old, ds->h,
+                            S->K, S->ytmp, &S->nfev))
+        return DS_CALLBACK_STOP;
+    ds_erk_dense_coefficients(pb->tab, S->n, ds->h, S->K, S->Q);
+    ds->ready = 1;
+    return 0;
+}
+
+static void dense_at(const ds_erk_solver *S, const dense_state *ds, double t,
+                     double *out)
+{
+    ds_dense_eval(S->n, S->pb.tab->d, S->y_old, S->Q, (t - S->t_old) / ds->h,
+                  out);
+}
+
+/* g_which(t, y(t)) on the interpolant. */
+static int event_on_dense(ds_erk_solver *S, const dense_state *ds, int which,
+                          double t, double *value)
+{
+    dense_at(S, ds, t, S->yev);
+    return S->pb.events->g(S->pb.events->ctx, which, t, S->yev, value);
+}
+
+/* Brent's method (bisection, secant and inverse quadratic interpolation),
+ * with scipy.optimize.brentq's tolerances xtol = rtol = 4 eps. */
+static int event_root(ds_erk_solver *S, const dense_state *ds, int which,
+                      double a, double b, double *root)
+{
+    double xpre = a, xcur = b, fpre, fcur, xblk = 0.0, fblk = 0.0;
+    double spre = 0.0, scur = 0.0;
+    if (event_on_dense(S, ds, which, xpre, &fpre) ||
+        event_on_dense(S, ds, which, xcur, &fcur))
+        return DS_CALLBACK_STOP;
+    if (fpre == 0.0) { *root = xpre; return 0; }
+    if (fcur == 0.0) { *root = xcur; return 0; }
+    if ((fpre > 0) == (fcur > 0)) {
+        /* The sign change seen at the step ends was lost to rounding of the
+         * interpolant: take the end nearer to zero. */
+        *root = fabs(fpre) < fabs(fcur) ? xpre : xcur;
+        return 0;
+    }
+    for (int iter = 0; iter < 100; ++iter) {
+        if (fpre != 0.0 && fcur != 0.0 && ((fpre > 0) != (fcur > 0))) {
+            xblk = xpre;
+            fblk = fpre;
+            spre = scur = xcur - xpre;
+        }
+        if (fabs(fblk) < fabs(fcur)) {
+            xpre = xcur; xcur = xblk; xblk = xpre;
+            fpre = fcur; fcur = fblk; fblk = fpre;
+        }
+        const double delta = (4 * EPS + 4 * EPS * fabs(xcur)) / 2;
+        const double sbis = (xblk - xcur) / 2;
+        if (fcur == 0.0 || fabs(sbis) < delta)
+            break;
+        if (fabs(spre) > delta && fabs(fcur) < fabs(fpre)) {
+            double stry;
+            if (xpre == xblk) {
+                stry = -fcur * (xcur - xpre) / (fcur - fpre);
+            } else {
+                const double dpre = (fpre - fcur) / (xpre - xcur);
+                const double dblk = (fblk - fcur) / (xblk - xcur);
+                stry = -fcur * (fblk * dblk - fpre * dpre)
+                       / (dblk * dpre * (fblk - fpre));
+            }
+            if (2 * fabs(stry) < fmin(fabs(spre), 3 * fabs(sbis) - delta)) {
+                spre = scur;
+                scur = stry;
+            } else {
+                spre = scur = sbis;
+            }
+        } else {
+            spre = scur = sbis;
+        }
+        xpre = xcur;
+        fpre = fcur;
+        xcur += fabs(scur) > delta ? scur : (sbis > 0 ? delta : -delta);
+        if (event_on_dense(S, ds, which, xcur, &fcur))
+            return DS_CALLBACK_STOP;
+    }
+    *root = xcur;
+    return 0;
+}
+
+/* scipy's handle_events: roots of the active events on this step; if one
+ * reaches its count, keep the roots up to the first such one and stop there. */
+static int handle_events(ds_erk_solver *S, dense_state *ds, ds_output *out,
+                         double *t_stop, int *terminate)
+{
+    const ds_events *ev = S->pb.events;
+    const int n = S->n;
+    int n_active = 0;
+    for (int i = 0; i < ev->count; ++i)
+        if (ev->g(ev->ctx, i, S->t, S->y, &S->g_new[i]))
+            return DS_CALLBACK_STOP;
+    for (int i = 0; i < ev->count; ++i) {
+        const double g0 = S->g_old[i], g1 = S->g_new[i], dir = ev->direction[i];
+        const int up = g0 <= 0 && g1 >= 0, down = g0 >= 0 && g1 <= 0;
+        if ((up && dir > 0) || (down && dir < 0) || ((up || down) && dir == 0))
+            S->active[n_active++] = i;
+    }
+    double *swap = S->g_old;
+    S->g_old = S->g_new;
+    S->g_new = swap;
+    if (n_active == 0)
+        return 0;
+
+    int rc = need_dense(S, ds);
+    if (rc)
+        return rc;
+    int any_final = 0;
+    for (int k = 0; k < n_active; ++k) {
+        const int i = S->active[k];
+        ++S->count[i];
+        if (S->count[i] >= ev->max_count[i])
+            any_final = 1;
+        if (event_root(S, ds, i, S->t_old, S->t, &S->roots[k]))
+            return DS_CALLBACK_STOP;
+    }
+    if (any_final) {
+        /* order by time of occurrence (insertion sort: a handful of events) */
+        for (int k = 1; k < n_active; ++k) {
+            const double r = S->roots[k];
+            const int a = S->active[k];
+            int j = k - 1;
+            while (j >= 0 && S->direction * (S->roots[j] - r) > 0) {
+                S->roots[j + 1] = S->roots[j];
+                S->active[j + 1] = S->active[j];
+                --j;
+            }
+            S->roots[j + 1] = r;
+            S->active[j + 1] = a;
+        }
+        for (int k = 0; k < n_active; ++k)
+            if (S->count[S->active[k]] >= ev->max_count[S->active[k]]) {
+                n_active = k + 1;
+                break;
+            }
+        *terminate = 1;
+        *t_stop = S->roots[n_active - 1];
+    }
+    for (int k = 0; k < n_active; ++k) {
+        out->ev_which[out->ev_len] = S->active[k];
+        out->ev_t[out->ev_len] = S->roots[k];
+        dense_at(S, ds, S->roots[k], out->ev_y + (size_t)out->ev_len * n);
+        ++out->ev_len;
+    }
+    return 0;
+}
+
+/* Everything an accepted step produces: interpolant, events, output points. */
+static int record_step(ds_erk_solver *S, ds_output *out, double h, int *terminate)
+{
+    const ds_erk_problem *pb = &S->pb;
+    const int n = S->n, d = pb->tab->d;
+    dense_state ds = {0, h};
+    double t_stop = S->t;
+    const double *y_stop = S->y;
+    int rc;
+
+    if (out->store_dense) {
+        if ((rc = need_dense(S, &ds)))
+            return rc;
+        const long j = out->seg_len++;
+        out->seg_t_old[j] = S->t_old;
+        out->seg_h[j] = h;
+        out->seg_t_end[j] = S->t;
+        memcpy(out->seg_y_old + (size_t)j * n, S->y_old, (size_t)n * sizeof(double));
+        memcpy(out->seg_Q + (size_t)j * n * d, S->Q, (size_t)n * d * sizeof(double));
+    }
+    if (pb->events) {
+        if ((rc = handle_events(S, &ds, out, &t_stop, terminate)))
+            return rc;
+        if (*terminate) {
+            dense_at(S, &ds, t_stop, S->ytmp);
+            y_stop = S->ytmp;
+            if (out->store_dense)
+                out->seg_t_end[out->seg_len - 1] = t_stop;
+        }
+    }
+    if (pb->t_eval == NULL) {
+        if (out->store_dense && out->len > 1 && out->t[out->len - 1] == t_stop) {
+            --out->seg_len; /* zero-length last segment: scipy drops it too */
+        } else {
+            out->t[out->len] = t_stop;
+            memcpy(out->y + (size_t)out->len * n, y_stop, (size_t)n * sizeof(double));
+            ++out->len;
+        }
+    } else {
+        while (S->t_eval_i < pb->n_eval
+               && S->direction * (pb->t_eval[S->t_eval_i] - t_stop) <= 0) {
+            const double te = pb->t_eval[S->t_eval_i++];
+            double *dst = out->y + (size_t)out->len * n;
+            if (te == S->t) {
+                memcpy(dst, S->y, (size_t)n * sizeof(double));
+            } else {
+                if ((rc = need_dense(S, &ds)))
+                    return rc;
+                dense_at(S, &ds, te, dst);
+            }
+            out->t[out->len++] = te;
+        }
+    }
+    return 0;
+}
+
+int ds_erk_run(ds_erk_solver *S, ds_output *out)
+{
+    const ds_erk_problem *pb = &S->pb;
+    const int n = S->n, s = pb->tab->s;
+    const int n_events = pb->events ? pb->events->count : 0;
+    long since_yield = 0;
+    int rc;
+
+    for (;;) {
+        if ((pb->t_eval == NULL && out->len >= out->cap)
+            || (out->store_dense && out->seg_len >= out->seg_cap)
+            || (out->ev_len + n_events > out->ev_cap))
+            return DS_NEED_SPACE;
+        if (!S->started) {
+            if ((rc = start(S, out)))
+                return rc;
+            continue;
+        }
+        if (pb->yield_every > 0 && since_yield >= pb->yield_every)
+            return DS_YIELD;
+
+        double h;
+        int terminate = 0;
+        if ((rc = advance(S, &h)))
+            return rc;
+        if ((rc = record_step(S, out, h, &terminate)))
+            return rc;
+        /* first same as last: the next step's k_0 */
+        memcpy(S->K, S->K + (size_t)s * n, (size_t)n * sizeof(double));
+        ++since_yield;
+        if (terminate)
+            return DS_TERMINATED;
+        if (S->direction * (S->t - pb->t_bound) >= 0)
+            return DS_FINISHED;
+    }
+}

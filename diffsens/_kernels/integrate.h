@@ -1,0 +1,102 @@
+/*
+ * The adaptive driver: one state machine for every explicit RK tableau.
+ *
+ * It owns what scipy's OdeSolver/solve_ivp own (initial step, step-size
+ * control, t_eval through dense output, events found by root-finding on the
+ * dense output, counters, status) and never allocates: the caller sizes the
+ * workspace with ds_erk_workspace_size() and the output buffers itself.
+ *
+ * ds_erk_run() is resumable.  It returns DS_NEED_SPACE before a step when an
+ * output buffer could overflow (grow it, call again) and DS_YIELD every
+ * `yield_every` accepted steps (check for Ctrl-C, call again).
+ */
+#ifndef DIFFSENS_INTEGRATE_H
+#define DIFFSENS_INTEGRATE_H
+
+#include "erk.h"
+#include "rhs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ds_run_code {
+    DS_FINISHED = 0,      /* reached t_bound */
+    DS_TERMINATED = 1,    /* a terminal event occurred */
+    DS_FAILED = -1,       /* numerical failure: see message */
+    DS_CALLBACK_STOP = -2,/* the RHS or an event function asked to stop */
+    DS_NEED_SPACE = 2,    /* grow the output buffers, then call again */
+    DS_YIELD = 3          /* periodic return so the caller can check signals */
+};
+
+/* Event functions g_i(t, y); roots are located on the dense output. */
+typedef struct ds_events {
+    void *ctx;
+    int count;
+    int (*g)(void *ctx, int which, double t, const double *y, double *value);
+    const double *direction;  /* count: >0 rising only, <0 falling only, 0 both */
+    const double *max_count;  /* count: occurrences before termination (inf: never) */
+} ds_events;
+
+typedef struct ds_output {
+    /* solution points: every step (t_eval == NULL) or the t_eval points */
+    double *t, *y;            /* cap, cap * n */
+    long len, cap;
+    /* per-step interpolants (only when store_dense) */
+    int store_dense;
+    double *seg_t_old, *seg_h, *seg_t_end;  /* seg_cap each */
+    double *seg_y_old, *seg_Q;              /* seg_cap * n, seg_cap * n * d */
+    long seg_len, seg_cap;
+    /* event occurrences, in the order found */
+    int *ev_which;
+    double *ev_t, *ev_y;      /* ev_cap, ev_cap * n */
+    long ev_len, ev_cap;
+} ds_output;
+
+typedef struct ds_erk_problem {
+    const ds_erk_tableau *tab;
+    const ds_rhs *rhs;
+    const double *p;          /* parameters handed to rhs->f (may be NULL) */
+    double t0, t_bound;
+    const double *y0;         /* n */
+    const double *rtol;       /* rtol_len = 1 or n */
+    int rtol_len;
+    const double *atol;       /* atol_len = 1 or n */
+    int atol_len;
+    double max_step;          /* inf: unbounded */
+    double first_step;        /* 0: Hairer's automatic choice */
+    long max_steps;           /* accepted + rejected attempts allowed */
+    int stiffness_check;      /* Hairer's test on the stiffness stage */
+    long yield_every;         /* 0: never yield */
+    const double *t_eval;     /* in integration order, or NULL */
+    long n_eval;
+    const ds_events *events;  /* or NULL */
+} ds_erk_problem;
+
+typedef struct ds_erk_solver {
+    ds_erk_problem pb;
+    int n, direction, started, done;
+    double t, t_old, h_abs, qold;
+    double *y, *y_old, *y_new, *ytmp, *y_stiff, *K, *Q, *yev;
+    double *g_old, *g_new, *roots;
+    int *active, *count;
+    long t_eval_i;
+    long nfev, n_accepted, n_rejected;
+    int saw_nonfinite, stiff_hits, nonstiff_run;
+    char message[320];
+} ds_erk_solver;
+
+/* Bytes of workspace for a problem of n states and n_events events. */
+size_t ds_erk_workspace_size(const ds_erk_tableau *tab, int n, int n_events);
+
+/* Binds the problem and carves the workspace (aligned to 8 bytes). */
+void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb, void *work);
+
+/* Advances until finished, failed, or a resumable return (see above). */
+int ds_erk_run(ds_erk_solver *S, ds_output *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIFFSENS_INTEGRATE_H */

@@ -1,0 +1,113 @@
+# C-level API of the plain C kernels, for Cython modules that drive them.
+# Mirrors rhs.h, erk.h and integrate.h; keep the three in step.
+
+cdef extern from "rhs.h":
+    ctypedef int (*ds_f_fn)(void *ctx, double t, const double *y,
+                            const double *p, double *dy) noexcept
+    ctypedef int (*ds_jvp_fn)(void *ctx, double t, const double *y,
+                              const double *p, int k, const double *yd,
+                              const double *pd, double *dy,
+                              double *dyd) noexcept
+    ctypedef int (*ds_vjp_fn)(void *ctx, double t, const double *y,
+                              const double *p, const double *w, double *dy,
+                              double *wy, double *wp) noexcept
+
+    ctypedef struct ds_rhs:
+        void *ctx
+        int n
+        int m
+        ds_f_fn f
+        ds_jvp_fn jvp
+        ds_vjp_fn vjp
+
+
+cdef extern from "erk.h":
+    ctypedef struct ds_erk_tableau:
+        int s
+        int r
+        int d
+        int order
+        int error_order
+        const double *c
+        const double *A
+        const double *b
+        const double *e
+        const double *e_low
+        const double *c_extra
+        const double *A_extra
+        const double *P
+        int stiffness_stage
+        double stability_boundary
+
+    int ds_erk_stage_count(const ds_erk_tableau *tab) nogil
+
+
+cdef extern from "integrate.h":
+    cdef enum ds_run_code:
+        DS_FINISHED
+        DS_TERMINATED
+        DS_FAILED
+        DS_CALLBACK_STOP
+        DS_NEED_SPACE
+        DS_YIELD
+
+    ctypedef struct ds_events:
+        void *ctx
+        int count
+        int (*g)(void *ctx, int which, double t, const double *y,
+                 double *value) noexcept
+        const double *direction
+        const double *max_count
+
+    ctypedef struct ds_output:
+        double *t
+        double *y
+        long len
+        long cap
+        int store_dense
+        double *seg_t_old
+        double *seg_h
+        double *seg_t_end
+        double *seg_y_old
+        double *seg_Q
+        long seg_len
+        long seg_cap
+        int *ev_which
+        double *ev_t
+        double *ev_y
+        long ev_len
+        long ev_cap
+
+    ctypedef struct ds_erk_problem:
+        const ds_erk_tableau *tab
+        const ds_rhs *rhs
+        const double *p
+        double t0
+        double t_bound
+        const double *y0
+        const double *rtol
+        int rtol_len
+        const double *atol
+        int atol_len
+        double max_step
+        double first_step
+        long max_steps
+        int stiffness_check
+        long yield_every
+        const double *t_eval
+        long n_eval
+        const ds_events *events
+
+    ctypedef struct ds_erk_solver:
+        int n
+        double t
+        long nfev
+        long n_accepted
+        long n_rejected
+        char message[320]
+
+    size_t ds_erk_workspace_size(const ds_erk_tableau *tab, int n,
+                                 int n_events) nogil
+    void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb,
+                     void *work) nogil
+    int ds_erk_run(ds_erk_solver *S, ds_output *out) nogil

@@ -1,0 +1,43 @@
+/*
+ * The RHS vtable: how a kernel evaluates f(t, y, p) without knowing where f
+ * came from (a Python callable, a traced tape, generated code).
+ *
+ * Every entry returns 0 on success and nonzero to ask the caller to stop
+ * (a Python exception is pending in the front end, or it refused the input).
+ * Kernels check every return value and unwind without touching the output.
+ */
+#ifndef DIFFSENS_RHS_H
+#define DIFFSENS_RHS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* dy = f(t, y, p) */
+typedef int (*ds_f_fn)(void *ctx, double t, const double *y, const double *p,
+                       double *dy);
+
+/* k dual lanes: dy = f, dyd = J_y yd + J_p pd (yd: n*k, pd: m*k, dyd: n*k,
+ * lane-major: lane j of state i at [j * n + i]). */
+typedef int (*ds_jvp_fn)(void *ctx, double t, const double *y, const double *p,
+                         int k, const double *yd, const double *pd,
+                         double *dy, double *dyd);
+
+/* reverse sweep: dy = f, wy = w^T J_y (n), wp = w^T J_p (m). */
+typedef int (*ds_vjp_fn)(void *ctx, double t, const double *y, const double *p,
+                         const double *w, double *dy, double *wy, double *wp);
+
+typedef struct ds_rhs {
+    void *ctx;      /* front-end state: owned by the front end, never freed here */
+    int n;          /* number of states */
+    int m;          /* number of parameters */
+    ds_f_fn f;      /* required */
+    ds_jvp_fn jvp;  /* optional (NULL when the front end has none) */
+    ds_vjp_fn vjp;  /* optional */
+} ds_rhs;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIFFSENS_RHS_H */
