@@ -13,6 +13,10 @@ import numpy as np
 cimport numpy as cnp
 from cpython.ref cimport PyObject
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.float cimport PyFloat_AsDouble, PyFloat_Check
+from cpython.list cimport PyList_CheckExact
+from cpython.long cimport PyLong_Check
+from cpython.tuple cimport PyTuple_CheckExact
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -99,6 +103,18 @@ cdef int store_vector(object out, double *dst, Py_ssize_t n_user,
                       str name) except -1:
     """Copy a callback's result (array or sequence of length n) into dst."""
     cdef cnp.ndarray arr
+    cdef Py_ssize_t i
+    cdef object item
+    if (PyList_CheckExact(out) or PyTuple_CheckExact(out)) and dtype is np.float64:
+        # [expr, expr, ...] is the most common return: skip np.asarray
+        if len(out) == n_user:
+            for i in range(n_user):
+                item = out[i]
+                if not (PyFloat_Check(item) or PyLong_Check(item)):
+                    break
+                dst[i] = PyFloat_AsDouble(item)
+            else:
+                return 0
     if (cnp.PyArray_CheckExact(out) and dtype is np.float64
             and cnp.PyArray_TYPE(<cnp.ndarray>out) == cnp.NPY_DOUBLE
             and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out)
