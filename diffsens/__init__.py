@@ -4,6 +4,8 @@ Public API
 ----------
 solve_ivp
     Drop-in for `scipy.integrate.solve_ivp`; explicit Runge-Kutta loops in C.
+trace, TracedRHS, TraceError
+    Record a right-hand side once; evaluate it (value, JVP, VJP) in C.
 OdeResult, OdeSolution
     Result types (scipy-compatible).
 problems
@@ -11,7 +13,9 @@ problems
 """
 from ._ivp import NATIVE_METHODS, solve_ivp
 from ._result import OdeResult, OdeSolution
+from ._rhs import TracedRHS, TraceError, trace
 
 __version__ = "0.1.0"
 
-__all__ = ["solve_ivp", "OdeResult", "OdeSolution", "NATIVE_METHODS", "__version__"]
+__all__ = ["solve_ivp", "trace", "TracedRHS", "TraceError", "OdeResult",
+           "OdeSolution", "NATIVE_METHODS", "__version__"]

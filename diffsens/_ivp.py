@@ -8,6 +8,7 @@ from scipy.integrate import OdeSolver
 
 from ._kernels import _core
 from ._result import OdeResult, OdeSolution
+from ._rhs import TracedRHS
 from ._tableaus import TABLEAUS
 
 __all__ = ["solve_ivp", "NATIVE_METHODS"]
@@ -125,6 +126,18 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
 
     y0_arr = np.asarray(y0)
     n_trivial = y0_arr.ndim == 1 and y0_arr.size == 0
+    if isinstance(fun, TracedRHS) and method in NATIVE_METHODS and not n_trivial:
+        p = fun.parameters(args)
+        if np.iscomplexobj(y0_arr):
+            raise ValueError("A traced right-hand side is real: `y0` must not be "
+                             "complex (pass the plain Python function instead).")
+        if y0_arr.shape != (fun.n,):
+            raise ValueError(f"`y0` has shape {y0_arr.shape} but the traced "
+                             f"right-hand side has n = {fun.n} states.")
+        if t0 != tf:
+            return _solve_native(TABLEAUS[method], fun.function, t0, tf, y0_arr,
+                                 t_eval, dense_output, events, vectorized, args or (),
+                                 options, p=p)
     if method not in NATIVE_METHODS or t0 == tf or n_trivial:
         # scipy's own code path: its methods, and the no-step corner cases
         # (empty system, zero-length span) where no method is ever stepped.
@@ -162,20 +175,23 @@ def _validated_state(y0):
 
 
 def _validated_tolerances(rtol, atol, n):
+    if type(rtol) is float and type(atol) is float and 100 * EPS <= rtol < np.inf \
+            and 0 <= atol < np.inf:   # the common case, without NumPy overhead
+        return np.array([rtol]), np.array([atol])
     rtol = np.asarray(rtol, dtype=float)
     atol = np.asarray(atol, dtype=float)
     if rtol.ndim > 0 and rtol.shape != (n,):
         raise ValueError("`rtol` has wrong shape.")
-    if np.any(~np.isfinite(rtol)) or np.any(~np.isfinite(atol)):
+    if not (np.isfinite(rtol).all() and np.isfinite(atol).all()):
         raise ValueError("`rtol` and `atol` must be finite.")
-    if np.any(rtol < 100 * EPS):
+    if (rtol < 100 * EPS).any():
         warnings.warn("At least one element of `rtol` is too small. "
                       f"Setting `rtol = np.maximum(rtol, {100 * EPS})`.",
                       stacklevel=4)
         rtol = np.maximum(rtol, 100 * EPS)
     if atol.ndim > 0 and atol.shape != (n,):
         raise ValueError("`atol` has wrong shape.")
-    if np.any(atol < 0):
+    if (atol < 0).any():
         raise ValueError("`atol` must be positive.")
     return np.atleast_1d(rtol), np.atleast_1d(atol)
 
@@ -184,10 +200,10 @@ def _validated_t_eval(t_eval, t0, tf):
     t_eval = np.asarray(t_eval, dtype=float)
     if t_eval.ndim != 1:
         raise ValueError("`t_eval` must be 1-dimensional.")
-    if np.any(t_eval < min(t0, tf)) or np.any(t_eval > max(t0, tf)):
+    if t_eval.size and (t_eval.min() < min(t0, tf) or t_eval.max() > max(t0, tf)):
         raise ValueError("Values in `t_eval` are not within `t_span`.")
-    d = np.diff(t_eval)
-    if tf > t0 and np.any(d <= 0) or tf < t0 and np.any(d >= 0):
+    d = t_eval[1:] - t_eval[:-1]
+    if d.size and (tf > t0 and d.min() <= 0 or tf < t0 and d.max() >= 0):
         raise ValueError("Values in `t_eval` are not properly sorted.")
     return t_eval
 
@@ -216,8 +232,8 @@ def _prepared_events(events):
 
 
 def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
-                  vectorized, args, options):
-    if not callable(fun):
+                  vectorized, args, options, p=None):
+    if p is None and not callable(fun):
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
     extraneous = set(options) - _NATIVE_OPTIONS
     if extraneous:
@@ -258,24 +274,25 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
     raw = _core.solve_explicit_rk(
         tableau, fun, t0, tf, y0_real, args, is_complex, bool(vectorized),
         rtol, atol, max_step, first_step, t_eval, bool(dense_output), events,
-        direction, max_count, int(max_steps), stiffness_check)
+        direction, max_count, int(max_steps), stiffness_check, p)
     return _assemble(raw, t0, n, dtype, t_eval, dense_output, events)
 
 
 def _assemble(raw, t0, n, dtype, t_eval, dense_output, events):
     status = raw["status"]
     message = MESSAGES.get(status, raw["message"])
-    y = raw["y"]
-    if dtype == np.complex128:
+    complex_state = dtype == np.complex128
+    t, y = raw["t"], raw["y"]
+    if complex_state:
         y = y.view(np.complex128)
-    y = np.ascontiguousarray(y.T) if len(raw["t"]) else np.empty((0,))
-    t = raw["t"] if len(raw["t"]) or t_eval is None else np.array([])
-    if t_eval is not None and len(raw["t"]) == 0:
-        y = np.array([])   # scipy: nothing stored
+    if len(t):
+        y = y.T
+    else:   # a t_eval run that stored nothing: scipy returns empty arrays
+        t, y = np.array([]), np.array([])
 
     t_events = y_events = None
     if events is not None:
-        ev_y = raw["ev_y"].view(np.complex128) if dtype == np.complex128 else raw["ev_y"]
+        ev_y = raw["ev_y"].view(np.complex128) if complex_state else raw["ev_y"]
         t_events, y_events = [], []
         for i in range(len(events)):
             hit = raw["ev_which"] == i

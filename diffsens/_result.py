@@ -43,8 +43,10 @@ class _PolynomialSegment(DenseOutput):
         self._dtype = dtype
 
     def _call_impl(self, t):
-        theta = (t - self.t_old) / self.h
-        y = _horner(self.y_old[None, :], self.Q[None, :, :], np.atleast_1d(theta))
+        theta = np.atleast_1d((t - self.t_old) / self.h)
+        k = theta.shape[0]
+        y = _horner(np.broadcast_to(self.y_old, (k,) + self.y_old.shape),
+                    np.broadcast_to(self.Q, (k,) + self.Q.shape), theta)
         y = _as_dtype(y, self._dtype)
         return y[0] if t.ndim == 0 else y.T
 

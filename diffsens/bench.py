@@ -16,6 +16,7 @@ import scipy.integrate
 
 from . import problems
 from ._ivp import solve_ivp
+from ._rhs import trace
 
 __all__ = ["Case", "default_cases", "run_case", "main"]
 
@@ -103,7 +104,66 @@ def default_cases():
     for method, peer in [("RK45", "RK45"), ("DOP853", "DOP853"), ("Vern7", "DOP853")]:
         cases.append(_solve_case(f"pleiades {method} rtol=1e-10", plei, method,
                                  peer, 1e-10, 1e-10, False, plei.y_ref))
+    cases.extend(traced_cases(lv, lv_ref))
     return cases
+
+
+def traced_cases(lv, lv_ref):
+    """Traced Lotka-Volterra (Tsit5, rtol 1e-6) against scipy and diffrax."""
+    rhs = trace(lv.fun, lv.y0, lv.p)
+    kwargs = dict(t_eval=lv.t_eval, args=(lv.p,), rtol=1e-6, atol=1e-8)
+
+    def ours():
+        return solve_ivp(rhs, lv.t_span, lv.y0, method="Tsit5", **kwargs).y
+
+    def scipy_rk45():
+        return scipy.integrate.solve_ivp(lv.fun, lv.t_span, lv.y0, **kwargs).y
+
+    cases = [Case("lotka_volterra Tsit5 traced", ours, scipy_rk45,
+                  "scipy RK45 (Python fun)", lv_ref)]
+    diffrax_run = diffrax_solver(lv, diffrax_lotka_volterra, "Tsit5", 1e-6, 1e-8)
+    if diffrax_run is not None:
+        cases.append(Case("lotka_volterra Tsit5 traced", ours, diffrax_run,
+                          "diffrax Tsit5 (jit)", lv_ref))
+    return cases
+
+
+def diffrax_lotka_volterra(t, y, p):
+    """Lotka-Volterra as a diffrax user writes it (jax.numpy)."""
+    import jax.numpy as jnp
+    a, b, c, d = p[0], p[1], p[2], p[3]
+    x, z = y[0], y[1]
+    return jnp.stack([a * x - b * x * z, -c * z + d * x * z])
+
+
+def diffrax_solver(prob, vector_field, solver_name, rtol, atol):
+    """A jit-compiled diffrax solve of ``prob`` (float64, PIDController, outputs
+    at ``prob.t_eval``), or None when jax/diffrax are not installed."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import diffrax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    term = diffrax.ODETerm(vector_field)
+    solver = getattr(diffrax, solver_name)()
+    saveat = diffrax.SaveAt(ts=jnp.asarray(prob.t_eval))
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    t0, t1 = prob.t_span
+
+    @jax.jit
+    def solve(y0, p):
+        return diffrax.diffeqsolve(term, solver, t0=t0, t1=t1, dt0=None, y0=y0,
+                                   args=p, saveat=saveat, max_steps=1_000_000,
+                                   stepsize_controller=controller).ys
+
+    y0, p = jnp.asarray(prob.y0), jnp.asarray(prob.p)
+    solve(y0, p).block_until_ready()   # compile outside the timing
+
+    def run():
+        return np.asarray(solve(y0, p).block_until_ready()).T
+    return run
 
 
 def _error(value, reference):
@@ -123,12 +183,12 @@ def run_case(case, repeats=7, min_time=0.2):
 
 
 def print_table(rows, file=None):
-    header = (f"{'case':<32} {'peer':<13} {'diffsens':>10} {'peer':>10} "
+    header = (f"{'case':<34} {'peer':<24} {'diffsens':>10} {'peer':>10} "
               f"{'ratio':>7}  {'err diffsens':>12} {'err peer':>10}")
     print(header, file=file)
     print("-" * len(header), file=file)
     for r in rows:
-        print(f"{r['label']:<32} {r['peer']:<13} {r['ours_s'] * 1e3:>8.3f}ms "
+        print(f"{r['label']:<34} {r['peer']:<24} {r['ours_s'] * 1e3:>8.3f}ms "
               f"{r['peer_s'] * 1e3:>8.3f}ms {r['ratio']:>6.1f}x  "
               f"{r['ours_err']:>12.2e} {r['peer_err']:>10.2e}", file=file)
 

@@ -18,12 +18,16 @@ from cpython.list cimport PyList_CheckExact
 from cpython.long cimport PyLong_Check
 from cpython.tuple cimport PyTuple_CheckExact
 from libc.stdlib cimport free, malloc
+from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
 from diffsens._kernels.kernels cimport (
     DS_CALLBACK_STOP, DS_FAILED, DS_FINISHED, DS_NEED_SPACE, DS_TERMINATED,
     DS_YIELD, ds_erk_init, ds_erk_problem, ds_erk_run, ds_erk_solver,
     ds_erk_tableau, ds_erk_workspace_size, ds_events, ds_output, ds_rhs,
+    ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
+    ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
+    ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch,
 )
 
 cnp.import_array()
@@ -37,7 +41,13 @@ cdef extern from "Python.h":
 # Python callable front end of the RHS vtable
 # ---------------------------------------------------------------------------
 
-cdef class PythonRHS:
+cdef class RHSFrontEnd:
+    """Owner of one solve's ``ds_rhs`` vtable."""
+    cdef ds_rhs c
+    cdef public object error    # exception raised inside a callback
+
+
+cdef class PythonRHS(RHSFrontEnd):
     """``fun(t, y, *args)`` behind the C ``ds_rhs`` vtable.
 
     ``y`` handed to ``fun`` is one array reused for every call (it views a
@@ -55,8 +65,6 @@ cdef class PythonRHS:
     cdef object out_dtype
     cdef PyObject **stack       # vectorcall arguments: t, y, *args
     cdef Py_ssize_t nargs
-    cdef ds_rhs c
-    cdef public object error    # exception raised inside a callback
 
     def __cinit__(self, fun, Py_ssize_t n_user, bint is_complex=False,
                   bint vectorized=False, tuple args=()):
@@ -146,6 +154,213 @@ cdef int _python_f(void *ctx, double t, const double *y, const double *p,
         return 1
     return 0
 
+
+
+# ---------------------------------------------------------------------------
+# Traced right-hand sides: the tape interpreter
+# ---------------------------------------------------------------------------
+
+cdef class TapeFunction:
+    """A scheduled tape (``diffsens._schedule.Program``) bound to the C interpreter.
+
+    Immutable and shareable between threads: every evaluation and every solve
+    brings its own scratch.  The program's indices are checked here, with the
+    GIL, so the interpreter can trust them.
+    """
+    cdef ds_tape c
+    cdef list keep
+    cdef readonly int n, m
+    cdef readonly object tape
+
+    def __cinit__(self, program):
+        _check_program(program)
+        self.tape = program
+        self.keep = []
+        self.c.n = self.n = program.n
+        self.c.m = self.m = program.m
+        self.c.n_const = program.consts.shape[0]
+        self.c.n_ops = program.n_ops
+        self.c.n_blocks = program.blocks.shape[0]
+        self.c.consts = <const double *>self._hold(program.consts, np.float64)
+        self.c.blocks = <const int32_t *>self._hold(program.blocks, np.int32)
+        self.c.args = <const int32_t *>self._hold(program.args, np.int32)
+        self.c.lc_slot = <const int32_t *>self._hold(program.lc_slot, np.int32)
+        self.c.lc_weight = <const double *>self._hold(program.lc_weight, np.float64)
+        self.c.outputs = <const int32_t *>self._hold(program.outputs, np.int32)
+
+    cdef void *_hold(self, a, dtype) except NULL:
+        cdef cnp.ndarray arr = np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+        if arr.size == 0:
+            arr = np.zeros(1, dtype=dtype)
+        self.keep.append(arr)
+        return cnp.PyArray_DATA(arr)
+
+    cdef tuple _inputs(self, y, p):
+        cdef cnp.ndarray yc = _vector(y, self.n, "y")
+        cdef cnp.ndarray pc = _vector(p if self.m else np.zeros(0), self.m, "p")
+        return yc, pc
+
+    def value(self, double t, y, p=None):
+        """``f(t, y, p)`` evaluated by the interpreter."""
+        cdef cnp.ndarray yc, pc
+        yc, pc = self._inputs(y, p)
+        cdef cnp.ndarray scratch = np.empty(ds_tape_value_scratch(&self.c))
+        cdef cnp.ndarray dy = np.empty(self.n)
+        ds_tape_eval(&self.c, <double *>cnp.PyArray_DATA(scratch), t,
+                     <const double *>cnp.PyArray_DATA(yc),
+                     <const double *>cnp.PyArray_DATA(pc),
+                     <double *>cnp.PyArray_DATA(dy))
+        return dy
+
+    def value_batch(self, t, Y, p=None):
+        """``f(t_i, Y[i], p)`` for every row of Y (k, n), in one C loop."""
+        cdef cnp.ndarray Yc = np.ascontiguousarray(Y, dtype=np.float64)
+        if Yc.ndim != 2 or Yc.shape[1] != self.n:
+            raise ValueError(f"`Y` must have shape (k, {self.n}); got {(<object>Yc).shape}.")
+        cdef Py_ssize_t k = Yc.shape[0]
+        cdef cnp.ndarray tc = np.ascontiguousarray(np.broadcast_to(t, (k,)), dtype=np.float64)
+        cdef cnp.ndarray pc = _vector(p if self.m else np.zeros(0), self.m, "p")
+        cdef cnp.ndarray scratch = np.empty(ds_tape_value_scratch(&self.c))
+        cdef cnp.ndarray out = np.empty((k, self.n))
+        cdef double *sp = <double *>cnp.PyArray_DATA(scratch)
+        cdef const double *tp = <const double *>cnp.PyArray_DATA(tc)
+        cdef const double *yp = <const double *>cnp.PyArray_DATA(Yc)
+        cdef const double *pp = <const double *>cnp.PyArray_DATA(pc)
+        cdef double *op = <double *>cnp.PyArray_DATA(out)
+        with nogil:
+            ds_tape_eval_many(&self.c, sp, k, tp, yp, pp, op)
+        return out
+
+    def jvp(self, double t, y, p, yd=None, pd=None):
+        """``(f, J_y yd + J_p pd)``; tangents of shape (n,)/(m,) or (n, k)/(m, k)."""
+        cdef cnp.ndarray yc, pc
+        yc, pc = self._inputs(y, p)
+        single = (yd is None or np.ndim(yd) == 1) and (pd is None or np.ndim(pd) == 1)
+        k = 1
+        for d_, rows, name in ((yd, self.n, "yd"), (pd, self.m, "pd")):
+            if d_ is not None:
+                d_ = np.asarray(d_, dtype=float)
+                if d_.shape[0] != rows or d_.ndim > 2:
+                    raise ValueError(f"`{name}` must have shape ({rows},) or "
+                                     f"({rows}, k); got {d_.shape}.")
+                k = d_.shape[1] if d_.ndim == 2 else 1
+        ydl = _lanes(yd, self.n, k, "yd")
+        pdl = _lanes(pd, self.m, k, "pd")
+        cdef cnp.ndarray scratch = np.empty(ds_tape_jvp_scratch(&self.c, k))
+        cdef cnp.ndarray dy = np.empty(self.n)
+        cdef cnp.ndarray dyd = np.empty((k, self.n))
+        ds_tape_jvp(&self.c, <double *>cnp.PyArray_DATA(scratch), t,
+                    <const double *>cnp.PyArray_DATA(yc),
+                    <const double *>cnp.PyArray_DATA(pc), k,
+                    <const double *>cnp.PyArray_DATA(ydl),
+                    <const double *>cnp.PyArray_DATA(pdl),
+                    <double *>cnp.PyArray_DATA(dy),
+                    <double *>cnp.PyArray_DATA(dyd))
+        return dy, (dyd[0] if single else dyd.T.copy())
+
+    def vjp(self, double t, y, p, w):
+        """``(f, w^T J_y, w^T J_p)`` by one reverse sweep."""
+        cdef cnp.ndarray yc, pc
+        yc, pc = self._inputs(y, p)
+        cdef cnp.ndarray wc = _vector(w, self.n, "w")
+        cdef cnp.ndarray scratch = np.empty(ds_tape_vjp_scratch(&self.c))
+        cdef cnp.ndarray dy = np.empty(self.n)
+        cdef cnp.ndarray wy = np.empty(self.n)
+        cdef cnp.ndarray wp = np.empty(max(self.m, 1))
+        ds_tape_vjp(&self.c, <double *>cnp.PyArray_DATA(scratch), t,
+                    <const double *>cnp.PyArray_DATA(yc),
+                    <const double *>cnp.PyArray_DATA(pc),
+                    <const double *>cnp.PyArray_DATA(wc),
+                    <double *>cnp.PyArray_DATA(dy),
+                    <double *>cnp.PyArray_DATA(wy),
+                    <double *>cnp.PyArray_DATA(wp))
+        return dy, wy, wp[:self.m]
+
+    def jacobian(self, double t, y, p=None):
+        """Dense ``(J_y, J_p)`` from one pass of n + m dual lanes."""
+        k = self.n + self.m
+        seeds = np.eye(k)
+        _, lanes = self.jvp(t, y, p, seeds[:self.n], seeds[self.n:])
+        return lanes[:, :self.n].copy(), lanes[:, self.n:].copy()
+
+
+# Operand arrays per block code (see tape.h); list ops and POWI are special.
+_ONE_OPERAND = frozenset((4, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+                          20, 21, 32))
+_SELECT, _POWI, _LINCOMB, _SUM, _PROD, _N_CODES = 28, 6, 31, 33, 34, 35
+_PROD_MAX = 8
+
+
+def _check_program(program):
+    """Every index the interpreter will follow stays inside its array."""
+    n_inputs = 1 + program.n + program.m + program.consts.shape[0]
+    slot = n_inputs
+    blocks = np.asarray(program.blocks).reshape(-1, 3)
+    args = np.asarray(program.args)
+    lc_slot = np.asarray(program.lc_slot)
+    if lc_slot.shape != np.shape(program.lc_weight):
+        raise ValueError("tape program: lc_slot and lc_weight differ in length")
+    for code, count, first in blocks:
+        if not 0 <= code < _N_CODES or count < 1:
+            raise ValueError(f"tape program: bad block ({code}, {count})")
+        if code in (_LINCOMB, _PROD):
+            width = count + 1
+        elif code == _SUM:
+            width = 2 * count + 1
+        else:
+            width = count * (1 if code in _ONE_OPERAND else 3 if code == _SELECT else 2)
+        if first < 0 or first + width > args.shape[0]:
+            raise ValueError("tape program: block operands out of range")
+        operands = args[first:first + width]
+        if code in (_LINCOMB, _PROD, _SUM):
+            if (operands[0] < 0 or np.any(np.diff(operands) < 0)
+                    or operands[-1] > lc_slot.shape[0]):
+                raise ValueError("tape program: bad list-op offsets")
+            if code == _PROD and (np.diff(operands).min() < 1
+                                  or np.diff(operands).max() > _PROD_MAX):
+                raise ValueError("tape program: bad PROD size")
+            operands = lc_slot[operands[0]:operands[-1]]
+        elif code == _POWI:
+            operands = operands[:count]
+        if operands.size and (operands.min() < 0 or operands.max() >= slot):
+            raise ValueError("tape program: an operand is not computed before use")
+        slot += count
+    if slot != n_inputs + program.n_ops:
+        raise ValueError("tape program: block sizes do not add up to n_ops")
+    outputs = np.asarray(program.outputs)
+    if outputs.shape != (program.n,) or (outputs.size and (outputs.min() < 0 or outputs.max() >= slot)):
+        raise ValueError("tape program: bad outputs")
+
+
+cdef cnp.ndarray _vector(x, Py_ssize_t size, str name):
+    cdef cnp.ndarray arr = np.ascontiguousarray(x, dtype=np.float64)
+    if arr.ndim != 1 or arr.shape[0] != size:
+        raise ValueError(f"`{name}` must have shape ({size},); got {(<object>arr).shape}.")
+    return arr
+
+
+cdef cnp.ndarray _lanes(d, Py_ssize_t rows, Py_ssize_t k, str name):
+    """Tangents (rows,) or (rows, k) as the kernels' lane-major block."""
+    if d is None:
+        return np.zeros(max(rows * k, 1))
+    arr = np.asarray(d, dtype=np.float64).reshape(rows, -1)
+    if arr.shape[1] != k:
+        raise ValueError(f"`{name}` has {arr.shape[1]} lanes, expected {k}.")
+    return np.ascontiguousarray(arr.T).reshape(-1)
+
+
+cdef class TapeRHS(RHSFrontEnd):
+    """One solve's view of a TapeFunction: its context and scratch."""
+    cdef TapeFunction fn
+    cdef ds_tape_ctx ctx
+    cdef cnp.ndarray scratch
+
+    def __cinit__(self, TapeFunction fn, int k_max=1):
+        self.fn = fn
+        self.scratch = np.empty(ds_tape_rhs_scratch(&fn.c, k_max))
+        ds_tape_rhs_init(&self.c, &self.ctx, &fn.c,
+                         <double *>cnp.PyArray_DATA(self.scratch), k_max)
+        self.error = None
 
 # ---------------------------------------------------------------------------
 # Python event functions
@@ -326,16 +541,29 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
                       bint vectorized, cnp.ndarray rtol, cnp.ndarray atol,
                       double max_step, double first_step, t_eval,
                       bint dense_output, events, event_direction,
-                      event_max_count, long max_steps, bint stiffness_check):
+                      event_max_count, long max_steps, bint stiffness_check,
+                      p=None):
     """Run an explicit RK solve in C; inputs are validated by the caller.
 
-    ``y0`` is float64 (complex states already viewed as pairs of reals) and
-    ``t_eval`` is either None or float64 in integration order.  Returns a dict
-    of raw arrays that ``diffsens._ivp`` turns into an ``OdeResult``.
+    ``fun`` is a Python callable or a `TapeFunction` (then ``p`` holds its
+    parameters and, without Python events, the GIL is released for the whole
+    solve).  ``y0`` is float64 (complex states already viewed as pairs of
+    reals) and ``t_eval`` is either None or float64 in integration order.
+    Returns a dict of raw arrays that ``diffsens._ivp`` turns into an
+    ``OdeResult``.
     """
     cdef CTableau tab = c_tableau(tableau)
     cdef Py_ssize_t n_user = y0.shape[0] // (2 if is_complex else 1)
-    cdef PythonRHS rhs = PythonRHS(fun, n_user, is_complex, vectorized, args)
+    cdef RHSFrontEnd rhs
+    cdef cnp.ndarray pc = None
+    cdef bint release_gil = False
+    if isinstance(fun, TapeFunction):
+        rhs = TapeRHS(fun)
+        if (<TapeFunction>fun).m:
+            pc = _vector(p, (<TapeFunction>fun).m, "p")
+        release_gil = not events
+    else:
+        rhs = PythonRHS(fun, n_user, is_complex, vectorized, args)
     cdef PythonEvents ev = None
     cdef int n_events = 0
     cdef ds_erk_problem pb
@@ -356,7 +584,7 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
 
     pb.tab = &tab.c
     pb.rhs = &rhs.c
-    pb.p = NULL
+    pb.p = NULL if pc is None else <const double *>cnp.PyArray_DATA(pc)
     pb.t0 = t0
     pb.t_bound = t_bound
     pb.y0 = <const double *>cnp.PyArray_DATA(y0c)
@@ -368,7 +596,8 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
     pb.first_step = first_step
     pb.max_steps = max_steps
     pb.stiffness_check = stiffness_check
-    pb.yield_every = 0      # a Python fun answers Ctrl-C on its own
+    # A Python fun answers Ctrl-C itself; a GIL-free solve stops to check.
+    pb.yield_every = 1000 if release_gil else 0
     pb.t_eval = NULL if t_evalc is None else <const double *>cnp.PyArray_DATA(t_evalc)
     pb.n_eval = 0 if t_evalc is None else t_evalc.shape[0]
     pb.events = NULL if ev is None else &ev.c
@@ -383,8 +612,11 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
     try:
         ds_erk_init(&S, &pb, work)
         while True:
-            # The GIL stays held: every stage calls back into Python anyway.
-            rc = ds_erk_run(&S, &out.c)
+            if release_gil:
+                with nogil:
+                    rc = ds_erk_run(&S, &out.c)
+            else:   # every stage calls back into Python anyway
+                rc = ds_erk_run(&S, &out.c)
             if rc == DS_NEED_SPACE:
                 out.make_room(n_events)
             elif rc == DS_YIELD:
@@ -401,21 +633,22 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
             raise RuntimeError("a callback stopped the solver without an error")
         raise error
 
+    # Views, not copies: the buffers belong to this solve alone.
     n_pts, n_seg, n_ev = out.c.len, out.c.seg_len, out.c.ev_len
-    return {
+    raw = {
         "status": {DS_FINISHED: 0, DS_TERMINATED: 1}.get(rc, -1),
         "message": S.message.decode("utf-8", "replace") if rc == DS_FAILED else None,
-        "t": out.t[:n_pts].copy(),
-        "y": out.y[:n_pts].copy(),
+        "t": out.t[:n_pts],
+        "y": out.y[:n_pts],
         "nfev": S.nfev,
         "n_accepted": S.n_accepted,
         "n_rejected": S.n_rejected,
-        "seg_t_old": out.seg_t_old[:n_seg].copy(),
-        "seg_h": out.seg_h[:n_seg].copy(),
-        "seg_t_end": out.seg_t_end[:n_seg].copy(),
-        "seg_y_old": out.seg_y_old[:n_seg].copy(),
-        "seg_Q": out.seg_Q[:n_seg].reshape(n_seg, n_real, tab.c.d).copy(),
-        "ev_which": out.ev_which[:n_ev].copy(),
-        "ev_t": out.ev_t[:n_ev].copy(),
-        "ev_y": out.ev_y[:n_ev].copy(),
     }
+    if dense_output:
+        raw.update(seg_t_old=out.seg_t_old[:n_seg], seg_h=out.seg_h[:n_seg],
+                   seg_t_end=out.seg_t_end[:n_seg], seg_y_old=out.seg_y_old[:n_seg],
+                   seg_Q=out.seg_Q[:n_seg].reshape(n_seg, n_real, tab.c.d))
+    if n_events:
+        raw.update(ev_which=out.ev_which[:n_ev], ev_t=out.ev_t[:n_ev],
+                   ev_y=out.ev_y[:n_ev])
+    return raw

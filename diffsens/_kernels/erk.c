@@ -14,18 +14,16 @@ int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
     return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
 }
 
-/* out = y + h * sum_{j < count} coef[j] K_j, skipping zero coefficients. */
+/* out = y + h * sum_{j < count} coef[j] K_j.  Component-outer: each sum stays
+ * in a register, which is what small systems (the common case) want. */
 static void combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out)
 {
-    memcpy(out, y, (size_t)n * sizeof(double));
-    for (int j = 0; j < count; ++j) {
-        const double a = h * coef[j];
-        if (a == 0.0)
-            continue;
-        const double *kj = K + (size_t)j * n;
-        for (int q = 0; q < n; ++q)
-            out[q] += a * kj[q];
+    for (int q = 0; q < n; ++q) {
+        double acc = 0.0;
+        for (int j = 0; j < count; ++j)
+            acc += coef[j] * K[(size_t)j * n + q];
+        out[q] = y[q] + h * acc;
     }
 }
 

@@ -64,7 +64,7 @@ void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb, void *work)
     memcpy(S->y, pb->y0, (size_t)n * sizeof(double));
     S->t = pb->t0;
     S->direction = pb->t_bound >= pb->t0 ? 1 : -1;
-    S->qold = CTRL_QOLD_FLOOR;
+    S->qold_pow = pow(CTRL_QOLD_FLOOR, 0.4 / (pb->tab->error_order + 1.0));
 }
 
 static int fail(ds_erk_solver *S, const char *message)
@@ -134,6 +134,11 @@ static int start(ds_erk_solver *S, ds_output *out)
 {
     const ds_erk_problem *pb = &S->pb;
     const int n = S->n;
+    if (pb->t_eval == NULL) {   /* scipy's results always start with (t0, y0) */
+        out->t[out->len] = S->t;
+        memcpy(out->y + (size_t)out->len * n, S->y, (size_t)n * sizeof(double));
+        ++out->len;
+    }
     ++S->nfev;
     if (pb->rhs->f(pb->rhs->ctx, S->t, S->y, pb->p, S->K))
         return DS_CALLBACK_STOP;
@@ -148,11 +153,6 @@ static int start(ds_erk_solver *S, ds_output *out)
         for (int i = 0; i < pb->events->count; ++i)
             if (pb->events->g(pb->events->ctx, i, S->t, S->y, &S->g_old[i]))
                 return DS_CALLBACK_STOP;
-    }
-    if (pb->t_eval == NULL) {
-        out->t[out->len] = S->t;
-        memcpy(out->y + (size_t)out->len * n, S->y, (size_t)n * sizeof(double));
-        ++out->len;
     }
     S->started = 1;
     return 0;
@@ -257,12 +257,12 @@ static int advance(ds_erk_solver *S, double *h_taken)
         }
         const double q11 = pow(err, beta1);
         if (err <= 1.0) {
-            double q = q11 / pow(S->qold, beta2) / CTRL_GAMMA;
+            double q = q11 / S->qold_pow / CTRL_GAMMA;
             q = fmin(1.0 / CTRL_QMIN, fmax(1.0 / CTRL_QMAX, q));
             h_next = h_abs / q;
             if (rejected) /* Hairer: no growth right after a rejection */
                 h_next = fmin(h_next, h_abs);
-            S->qold = fmax(err, CTRL_QOLD_FLOOR);
+            S->qold_pow = pow(fmax(err, CTRL_QOLD_FLOOR), beta2);
             break;
         }
         ++S->n_rejected;

@@ -76,7 +76,8 @@ typedef struct ds_erk_problem {
 typedef struct ds_erk_solver {
     ds_erk_problem pb;
     int n, direction, started, done;
-    double t, t_old, h_abs, qold;
+    double t, t_old, h_abs;
+    double qold_pow;          /* PI memory: (last accepted error)^beta2 */
     double *y, *y_old, *y_new, *ytmp, *y_stiff, *K, *Q, *yev;
     double *g_old, *g_new, *roots;
     int *active, *count;

@@ -111,3 +111,46 @@ cdef extern from "integrate.h":
     void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb,
                      void *work) nogil
     int ds_erk_run(ds_erk_solver *S, ds_output *out) nogil
+
+
+from libc.stdint cimport int32_t
+
+
+cdef extern from "tape.h":
+    ctypedef struct ds_tape:
+        int n
+        int m
+        int n_const
+        int n_ops
+        int n_blocks
+        const double *consts
+        const int32_t *blocks
+        const int32_t *args
+        const int32_t *lc_slot
+        const double *lc_weight
+        const int32_t *outputs
+
+    ctypedef struct ds_tape_ctx:
+        const ds_tape *tape
+        double *scratch
+        int k_max
+
+    int ds_tape_slot_count(const ds_tape *tape) nogil
+    size_t ds_tape_value_scratch(const ds_tape *tape) nogil
+    size_t ds_tape_jvp_scratch(const ds_tape *tape, int k) nogil
+    size_t ds_tape_vjp_scratch(const ds_tape *tape) nogil
+    void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
+                      const double *y, const double *p, double *dy) nogil
+    void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
+                           const double *t, const double *Y, const double *p,
+                           double *out) nogil
+    void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
+                     const double *y, const double *p, int k,
+                     const double *yd, const double *pd, double *dy,
+                     double *dyd) nogil
+    void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
+                     const double *y, const double *p, const double *w,
+                     double *dy, double *wy, double *wp) nogil
+    size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max) nogil
+    void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
+                          double *scratch, int k_max) nogil

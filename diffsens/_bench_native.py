@@ -1,0 +1,94 @@
+"""A hand-written C right-hand side, compiled at benchmark time, to measure
+what the tape interpreter costs against compiled code.
+
+Only the benchmarks use this.  It needs a C compiler at run time (the one
+that built diffsens); without one, ``compiled_pollu()`` returns None and the
+comparison is skipped.
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+
+import numpy as np
+
+# POLLU (Verwer 1994; Test Set for IVP Solvers), written out by hand exactly as
+# the Test Set's Fortran does: 25 rates, then the 20 balances.
+POLLU_C = r"""
+static void pollu(const double *y, const double *k, double *dy)
+{
+    const double r1 = k[0] * y[0], r2 = k[1] * y[1] * y[3], r3 = k[2] * y[4] * y[1];
+    const double r4 = k[3] * y[6], r5 = k[4] * y[6], r6 = k[5] * y[6] * y[5];
+    const double r7 = k[6] * y[8], r8 = k[7] * y[8] * y[5], r9 = k[8] * y[10] * y[1];
+    const double r10 = k[9] * y[10] * y[0], r11 = k[10] * y[12], r12 = k[11] * y[9] * y[1];
+    const double r13 = k[12] * y[13], r14 = k[13] * y[0] * y[5], r15 = k[14] * y[2];
+    const double r16 = k[15] * y[3], r17 = k[16] * y[3], r18 = k[17] * y[15];
+    const double r19 = k[18] * y[15], r20 = k[19] * y[16] * y[5], r21 = k[20] * y[18];
+    const double r22 = k[21] * y[18], r23 = k[22] * y[0] * y[3], r24 = k[23] * y[18] * y[0];
+    const double r25 = k[24] * y[19];
+    dy[0] = -r1 - r10 - r14 - r23 - r24 + r2 + r3 + r9 + r11 + r12 + r22 + r25;
+    dy[1] = -r2 - r3 - r9 - r12 + r1 + r21;
+    dy[2] = -r15 + r1 + r17 + r19 + r22;
+    dy[3] = -r2 - r16 - r17 - r23 + r15;
+    dy[4] = -r3 + r4 + r4 + r6 + r7 + r13 + r20;
+    dy[5] = -r6 - r8 - r14 - r20 + r3 + r18 + r18;
+    dy[6] = -r4 - r5 - r6 + r13;
+    dy[7] = r4 + r5 + r6 + r7;
+    dy[8] = -r7 - r8;
+    dy[9] = -r12 + r7 + r9;
+    dy[10] = -r9 - r10 + r8 + r11;
+    dy[11] = r9;
+    dy[12] = -r11 + r10;
+    dy[13] = -r13 + r12;
+    dy[14] = r14;
+    dy[15] = -r18 - r19 + r16;
+    dy[16] = -r20;
+    dy[17] = r20;
+    dy[18] = -r21 - r22 - r24 + r23 + r25;
+    dy[19] = -r25 + r24;
+}
+
+void pollu_many(long count, const double *Y, const double *k, double *out)
+{
+    for (long i = 0; i < count; ++i)
+        pollu(Y + 20 * i, k, out + 20 * i);
+}
+"""
+
+
+def _compiler():
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) or shutil.which("cc") or shutil.which("gcc")
+
+
+def compiled_pollu():
+    """``f(Y, k) -> dY`` for a batch of POLLU states, in hand-written C, or None."""
+    cc = _compiler()
+    if cc is None:
+        return None
+    folder = tempfile.mkdtemp(prefix="diffsens-bench-")
+    src = os.path.join(folder, "pollu.c")
+    lib = os.path.join(folder, "pollu.so")
+    with open(src, "w") as fh:
+        fh.write(POLLU_C)
+    try:
+        subprocess.run([cc, "-O3", "-fno-math-errno", "-shared", "-fPIC", src, "-o", lib],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    dll = ctypes.CDLL(lib)
+    dbl = ctypes.POINTER(ctypes.c_double)
+    dll.pollu_many.argtypes = [ctypes.c_long, dbl, dbl, dbl]
+    dll.pollu_many.restype = None
+
+    def pollu_many(Y, k):
+        Y = np.ascontiguousarray(Y, dtype=float)
+        k = np.ascontiguousarray(k, dtype=float)
+        out = np.empty_like(Y)
+        dll.pollu_many(Y.shape[0], Y.ctypes.data_as(dbl), k.ctypes.data_as(dbl),
+                       out.ctypes.data_as(dbl))
+        return out
+
+    return pollu_many

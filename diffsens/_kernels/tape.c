@@ -1,0 +1,537 @@
+#include <math.h>
+#include <string.h>
+
+#include "tape.h"
+
+int ds_tape_slot_count(const ds_tape *tape)
+{
+    return 1 + tape->n + tape->m + tape->n_const + tape->n_ops;
+}
+
+static int first_op_slot(const ds_tape *tape)
+{
+    return 1 + tape->n + tape->m + tape->n_const;
+}
+
+size_t ds_tape_value_scratch(const ds_tape *tape)
+{
+    return (size_t)ds_tape_slot_count(tape);
+}
+
+size_t ds_tape_jvp_scratch(const ds_tape *tape, int k)
+{
+    return (size_t)ds_tape_slot_count(tape) * (size_t)(k + 1);
+}
+
+size_t ds_tape_vjp_scratch(const ds_tape *tape)
+{
+    return 2 * (size_t)ds_tape_slot_count(tape);
+}
+
+static double powi(double x, int e)
+{
+    unsigned int u = e < 0 ? -(unsigned int)e : (unsigned int)e;
+    double r = 1.0;
+    while (u) {
+        if (u & 1u)
+            r *= x;
+        x *= x;
+        u >>= 1;
+    }
+    return e < 0 ? 1.0 / r : r;
+}
+
+/* An op's value and, when asked, its partials with respect to operands a, b
+ * and c.  One definition serves the value, dual and reverse passes. */
+typedef struct local {
+    double v, ca, cb, cc;
+} local;
+
+static inline local op_eval(int code, double a, double b, double c, int ci,
+                            int partials)
+{
+    local r = {0.0, 0.0, 0.0, 0.0};
+    switch (code) {
+    case DS_OP_ADD: r.v = a + b; r.ca = 1.0; r.cb = 1.0; break;
+    case DS_OP_SUB: r.v = a - b; r.ca = 1.0; r.cb = -1.0; break;
+    case DS_OP_MUL: r.v = a * b; r.ca = b; r.cb = a; break;
+    case DS_OP_DIV:
+        r.v = a / b;
+        if (partials) { r.ca = 1.0 / b; r.cb = -r.v / b; }
+        break;
+    case DS_OP_NEG: r.v = -a; r.ca = -1.0; break;
+    case DS_OP_POW:
+        r.v = pow(a, b);
+        if (partials) {
+            r.ca = b == 0.0 ? 0.0 : b * pow(a, b - 1.0);
+            r.cb = a > 0.0 ? log(a) * r.v : 0.0;
+        }
+        break;
+    case DS_OP_POWI:
+        r.v = powi(a, ci);
+        if (partials)
+            r.ca = ci == 0 ? 0.0 : ci * powi(a, ci - 1);
+        break;
+    case DS_OP_ABS:
+        r.v = fabs(a);
+        r.ca = a > 0.0 ? 1.0 : (a < 0.0 ? -1.0 : 0.0);
+        break;
+    case DS_OP_EXP: r.v = exp(a); r.ca = r.v; break;
+    case DS_OP_LOG: r.v = log(a); r.ca = 1.0 / a; break;
+    case DS_OP_LOG1P: r.v = log1p(a); r.ca = 1.0 / (1.0 + a); break;
+    case DS_OP_EXPM1: r.v = expm1(a); r.ca = r.v + 1.0; break;
+    case DS_OP_SQRT: r.v = sqrt(a); r.ca = 0.5 / r.v; break;
+    case DS_OP_SIN: r.v = sin(a); if (partials) r.ca = cos(a); break;
+    case DS_OP_COS: r.v = cos(a); if (partials) r.ca = -sin(a); break;
+    case DS_OP_TAN: r.v = tan(a); r.ca = 1.0 + r.v * r.v; break;
+    case DS_OP_TANH: r.v = tanh(a); r.ca = 1.0 - r.v * r.v; break;
+    case DS_OP_SINH: r.v = sinh(a); if (partials) r.ca = cosh(a); break;
+    case DS_OP_COSH: r.v = cosh(a); if (partials) r.ca = sinh(a); break;
+    case DS_OP_ARCTAN: r.v = atan(a); r.ca = 1.0 / (1.0 + a * a); break;
+    case DS_OP_ARCSIN:
+        r.v = asin(a);
+        if (partials) r.ca = 1.0 / sqrt(1.0 - a * a);
+        break;
+    case DS_OP_ARCCOS:
+        r.v = acos(a);
+        if (partials) r.ca = -1.0 / sqrt(1.0 - a * a);
+        break;
+    case DS_OP_LT: r.v = a < b; break;
+    case DS_OP_LE: r.v = a <= b; break;
+    case DS_OP_GT: r.v = a > b; break;
+    case DS_OP_GE: r.v = a >= b; break;
+    case DS_OP_EQ: r.v = a == b; break;
+    case DS_OP_NE: r.v = a != b; break;
+    case DS_OP_SELECT:
+        if (a != 0.0) { r.v = b; r.cb = 1.0; } else { r.v = c; r.cc = 1.0; }
+        break;
+    case DS_OP_MAX:
+        if (isnan(a) || isnan(b)) { r.v = NAN; r.ca = r.cb = NAN; }
+        else if (a >= b) { r.v = a; r.ca = 1.0; }
+        else { r.v = b; r.cb = 1.0; }
+        break;
+    case DS_OP_MIN:
+        if (isnan(a) || isnan(b)) { r.v = NAN; r.ca = r.cb = NAN; }
+        else if (a <= b) { r.v = a; r.ca = 1.0; }
+        else { r.v = b; r.cb = 1.0; }
+        break;
+    case DS_OP_SQUARE: r.v = a * a; r.ca = 2.0 * a; break;
+    default: r.v = NAN; break;  /* LINCOMB is handled by the callers */
+    }
+    return r;
+}
+
+/* How many operand arrays a block of this code has (LINCOMB: see tape.h). */
+static inline int arity(int code)
+{
+    switch (code) {
+    case DS_OP_NEG: case DS_OP_ABS: case DS_OP_EXP:
+    case DS_OP_LOG: case DS_OP_LOG1P: case DS_OP_EXPM1: case DS_OP_SQRT:
+    case DS_OP_SIN: case DS_OP_COS: case DS_OP_TAN: case DS_OP_TANH:
+    case DS_OP_SINH: case DS_OP_COSH: case DS_OP_ARCTAN: case DS_OP_ARCSIN:
+    case DS_OP_ARCCOS: case DS_OP_SQUARE:
+        return 1;
+    case DS_OP_SELECT:
+        return 3;
+    default:   /* binary ops, and POWI (operand, exponent) */
+        return 2;
+    }
+}
+
+/* Slots t, y, p (and the constants unless the scratch already holds them:
+ * a solve's scratch keeps its constants, loaded once by ds_tape_rhs_init). */
+static void load_inputs(const ds_tape *tape, double *v, double t,
+                        const double *y, const double *p, int with_consts)
+{
+    const int n = tape->n, m = tape->m;
+    v[0] = t;
+    for (int i = 0; i < n; ++i)
+        v[1 + i] = y[i];
+    for (int i = 0; i < m; ++i)
+        v[1 + n + i] = p[i];
+    if (with_consts)
+        memcpy(v + 1 + n + m, tape->consts, (size_t)tape->n_const * sizeof(double));
+}
+
+/* One block's operands, decoded. */
+typedef struct block {
+    int code, count;
+    const int32_t *a, *b, *c;   /* operand slots (b: POWI exponents) */
+} block;
+
+static inline block decode(const ds_tape *tape, int index)
+{
+    const int32_t *bk = tape->blocks + 3 * (size_t)index;
+    block B;
+    B.code = bk[0];
+    B.count = bk[1];
+    B.a = tape->args + bk[2];
+    B.b = B.a + B.count;
+    B.c = B.b + B.count;
+    return B;
+}
+
+static inline local eval_at(const block *B, const double *v, int i, int partials)
+{
+    const double a = v[B->a[i]];
+    switch (B->code) {
+    case DS_OP_POWI:
+        return op_eval(DS_OP_POWI, a, 0.0, 0.0, B->b[i], partials);
+    case DS_OP_SELECT:
+        return op_eval(DS_OP_SELECT, a, v[B->b[i]], v[B->c[i]], 0, partials);
+    default:
+        return op_eval(B->code, a, arity(B->code) > 1 ? v[B->b[i]] : 0.0, 0.0, 0,
+                       partials);
+    }
+}
+
+/* The operand list of a LINCOMB / SUM / PROD op and its partials: fills
+ * slot[] and coef[] (capacity cap) and returns the count, or -1 if it does
+ * not fit (the caller then walks LINCOMB terms directly). */
+static int list_partials(const ds_tape *tape, const block *B, int i,
+                         const double *v, int32_t *slot, double *coef, int cap)
+{
+    const int32_t *a = B->a, *ls = tape->lc_slot;
+    int count = 0;
+    switch (B->code) {
+    case DS_OP_LINCOMB:
+        if (a[i + 1] - a[i] > cap)
+            return -1;
+        for (int j = a[i]; j < a[i + 1]; ++j, ++count) {
+            slot[count] = ls[j];
+            coef[count] = tape->lc_weight[j];
+        }
+        return count;
+    case DS_OP_SUM:
+        if (a[2 * i + 2] - a[2 * i] > cap)
+            return -1;
+        for (int j = a[2 * i]; j < a[2 * i + 2]; ++j, ++count) {
+            slot[count] = ls[j];
+            coef[count] = j < a[2 * i + 1] ? 1.0 : -1.0;
+        }
+        return count;
+    default: { /* PROD: d/dx_k = product of the other factors */
+        const int f = a[i + 1] - a[i];
+        double prefix[DS_PROD_MAX + 1], suffix[DS_PROD_MAX + 1];
+        prefix[0] = 1.0;
+        suffix[f] = 1.0;
+        for (int k = 0; k < f; ++k)
+            prefix[k + 1] = prefix[k] * v[ls[a[i] + k]];
+        for (int k = f - 1; k >= 0; --k)
+            suffix[k] = suffix[k + 1] * v[ls[a[i] + k]];
+        for (int k = 0; k < f; ++k) {
+            slot[k] = ls[a[i] + k];
+            coef[k] = prefix[k] * suffix[k + 1];
+        }
+        return f;
+    }
+    }
+}
+
+#define LIST_CAP 32   /* list ops longer than this walk their terms directly */
+
+/* Adds coef * (term lanes) of a LINCOMB or SUM op too long for LIST_CAP. */
+static void long_list_jvp(const ds_tape *tape, const block *B, int i,
+                          const double *d, int k, double *dout)
+{
+    const int32_t *a = B->a;
+    const int sum = B->code == DS_OP_SUM;
+    const int lo = sum ? a[2 * i] : a[i], hi = sum ? a[2 * i + 2] : a[i + 1];
+    for (int t_ = lo; t_ < hi; ++t_) {
+        const double w = sum ? (t_ < a[2 * i + 1] ? 1.0 : -1.0) : tape->lc_weight[t_];
+        const double *ds = d + (size_t)tape->lc_slot[t_] * k;
+        for (int j = 0; j < k; ++j)
+            dout[j] += w * ds[j];
+    }
+}
+
+static void long_list_vjp(const ds_tape *tape, const block *B, int i, double g,
+                          double *adj)
+{
+    const int32_t *a = B->a;
+    const int sum = B->code == DS_OP_SUM;
+    const int lo = sum ? a[2 * i] : a[i], hi = sum ? a[2 * i + 2] : a[i + 1];
+    for (int t_ = lo; t_ < hi; ++t_) {
+        const double w = sum ? (t_ < a[2 * i + 1] ? 1.0 : -1.0) : tape->lc_weight[t_];
+        adj[tape->lc_slot[t_]] += w * g;
+    }
+}
+
+static inline int is_list_op(int code)
+{
+    return code == DS_OP_LINCOMB || code == DS_OP_SUM || code == DS_OP_PROD;
+}
+
+/* One block's results into out[0 .. count).  The common ops have their own
+ * loops; the rest go through op_eval. */
+static void forward_block(const ds_tape *tape, const block *Bp, const double *v,
+                          double *out)
+{
+    const block B = *Bp;
+    const int32_t *a = B.a, *b = B.b;
+    switch (B.code) {
+    case DS_OP_ADD:
+        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] + v[b[i]];
+        break;
+    case DS_OP_SUB:
+        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] - v[b[i]];
+        break;
+    case DS_OP_MUL:
+        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] * v[b[i]];
+        break;
+    case DS_OP_DIV:
+        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] / v[b[i]];
+        break;
+    case DS_OP_NEG:
+        for (int i = 0; i < B.count; ++i) out[i] = -v[a[i]];
+        break;
+    case DS_OP_SQUARE:
+        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] * v[a[i]];
+        break;
+    case DS_OP_LINCOMB:
+        for (int i = 0; i < B.count; ++i) {
+            double acc = 0.0;
+            for (int j = a[i]; j < a[i + 1]; ++j)
+                acc += tape->lc_weight[j] * v[tape->lc_slot[j]];
+            out[i] = acc;
+        }
+        break;
+    case DS_OP_SUM:
+        for (int i = 0; i < B.count; ++i) {
+            double plus = 0.0, minus = 0.0;
+            for (int j = a[2 * i]; j < a[2 * i + 1]; ++j)
+                plus += v[tape->lc_slot[j]];
+            for (int j = a[2 * i + 1]; j < a[2 * i + 2]; ++j)
+                minus += v[tape->lc_slot[j]];
+            out[i] = plus - minus;
+        }
+        break;
+    case DS_OP_PROD:
+        for (int i = 0; i < B.count; ++i) {
+            double acc = v[tape->lc_slot[a[i]]];
+            for (int j = a[i] + 1; j < a[i + 1]; ++j)
+                acc *= v[tape->lc_slot[j]];
+            out[i] = acc;
+        }
+        break;
+    default:
+        for (int i = 0; i < B.count; ++i)
+            out[i] = eval_at(&B, v, i, 0).v;
+        break;
+    }
+}
+
+/* All slot values (the reverse sweep reads them back). */
+static void forward_values(const ds_tape *tape, double *v)
+{
+    double *out = v + first_op_slot(tape);
+    for (int bi = 0; bi < tape->n_blocks; ++bi) {
+        const block B = decode(tape, bi);
+        forward_block(tape, &B, v, out);
+        out += B.count;
+    }
+}
+
+static void gather_outputs(const ds_tape *tape, const double *v, double *dy)
+{
+    for (int q = 0; q < tape->n; ++q)
+        dy[q] = v[tape->outputs[q]];
+}
+
+static void eval_values(const ds_tape *tape, double *scratch, double t,
+                        const double *y, const double *p, double *dy,
+                        int with_consts)
+{
+    load_inputs(tape, scratch, t, y, p, with_consts);
+    forward_values(tape, scratch);
+    gather_outputs(tape, scratch, dy);
+}
+
+void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
+                  const double *y, const double *p, double *dy)
+{
+    eval_values(tape, scratch, t, y, p, dy, 1);
+}
+
+void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
+                       const double *t, const double *Y, const double *p,
+                       double *out)
+{
+    const int n = tape->n;
+    for (long i = 0; i < k; ++i)
+        eval_values(tape, scratch, t[i], Y + (size_t)i * n, p,
+                    out + (size_t)i * n, i == 0);
+}
+
+void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
+                 const double *y, const double *p, int k, const double *yd,
+                 const double *pd, double *dy, double *dyd)
+{
+    const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
+    const int base = first_op_slot(tape);
+    double *v = scratch;
+    double *d = scratch + slots;   /* partials, slot-major: d[slot * k + j] */
+    load_inputs(tape, v, t, y, p, 1);
+    memset(d, 0, (size_t)base * k * sizeof(double));
+    for (int i = 0; i < n; ++i)
+        for (int j = 0; j < k && yd; ++j)
+            d[(size_t)(1 + i) * k + j] = yd[(size_t)j * n + i];
+    for (int i = 0; i < m; ++i)
+        for (int j = 0; j < k && pd; ++j)
+            d[(size_t)(1 + n + i) * k + j] = pd[(size_t)j * m + i];
+
+    int slot = base;
+    for (int bi = 0; bi < tape->n_blocks; ++bi) {
+        const block B = decode(tape, bi);
+        if (is_list_op(B.code)) {
+            forward_block(tape, &B, v, v + slot);
+            for (int i = 0; i < B.count; ++i, ++slot) {
+                double *dout = d + (size_t)slot * k;
+                int32_t ls[LIST_CAP];
+                double coef[LIST_CAP];
+                const int terms = list_partials(tape, &B, i, v, ls, coef, LIST_CAP);
+                memset(dout, 0, (size_t)k * sizeof(double));
+                if (terms >= 0) {
+                    for (int t_ = 0; t_ < terms; ++t_) {
+                        const double *ds = d + (size_t)ls[t_] * k;
+                        for (int j = 0; j < k; ++j)
+                            dout[j] += coef[t_] * ds[j];
+                    }
+                } else {
+                    long_list_jvp(tape, &B, i, d, k, dout);
+                }
+            }
+            continue;
+        }
+        for (int i = 0; i < B.count; ++i, ++slot) {
+            double *dout = d + (size_t)slot * k;
+            const local r = eval_at(&B, v, i, 1);
+            v[slot] = r.v;
+            const double *da = d + (size_t)B.a[i] * k;
+            if (B.code == DS_OP_SELECT) {   /* the chosen branch's lanes */
+                const double *src = d + (size_t)(r.cb != 0.0 ? B.b[i] : B.c[i]) * k;
+                memcpy(dout, src, (size_t)k * sizeof(double));
+            } else if (arity(B.code) == 1 || B.code == DS_OP_POWI || r.cb == 0.0) {
+                for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j];
+            } else {
+                /* a zero partial contributes nothing, even against inf lanes */
+                const double *db = d + (size_t)B.b[i] * k;
+                if (r.ca == 0.0)
+                    for (int j = 0; j < k; ++j) dout[j] = r.cb * db[j];
+                else
+                    for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j] + r.cb * db[j];
+            }
+        }
+    }
+    gather_outputs(tape, v, dy);
+    for (int q = 0; q < n; ++q) {
+        const double *src = d + (size_t)tape->outputs[q] * k;
+        for (int j = 0; j < k; ++j)
+            dyd[(size_t)j * n + q] = src[j];
+    }
+}
+
+void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
+                 const double *y, const double *p, const double *w,
+                 double *dy, double *wy, double *wp)
+{
+    const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
+    double *v = scratch, *adj = scratch + slots;
+    load_inputs(tape, v, t, y, p, 1);
+    forward_values(tape, v);
+    gather_outputs(tape, v, dy);
+    memset(adj, 0, (size_t)slots * sizeof(double));
+    for (int q = 0; q < n; ++q)
+        adj[tape->outputs[q]] += w[q];
+
+    int slot = slots;
+    for (int bi = tape->n_blocks - 1; bi >= 0; --bi) {
+        const block B = decode(tape, bi);
+        slot -= B.count;
+        if (is_list_op(B.code)) {
+            for (int i = B.count - 1; i >= 0; --i) {
+                const double g = adj[slot + i];
+                if (g == 0.0)
+                    continue;
+                int32_t ls[LIST_CAP];
+                double coef[LIST_CAP];
+                const int terms = list_partials(tape, &B, i, v, ls, coef, LIST_CAP);
+                if (terms >= 0) {
+                    for (int t_ = 0; t_ < terms; ++t_)
+                        adj[ls[t_]] += coef[t_] * g;
+                } else {
+                    long_list_vjp(tape, &B, i, g, adj);
+                }
+            }
+            continue;
+        }
+        for (int i = B.count - 1; i >= 0; --i) {
+            const double g = adj[slot + i];
+            if (g == 0.0)
+                continue;
+            const local r = eval_at(&B, v, i, 1);
+            if (r.ca != 0.0)
+                adj[B.a[i]] += r.ca * g;
+            if (B.code == DS_OP_SELECT) {
+                adj[r.cb != 0.0 ? B.b[i] : B.c[i]] += g;
+            } else if (arity(B.code) == 2 && B.code != DS_OP_POWI && r.cb != 0.0) {
+                adj[B.b[i]] += r.cb * g;
+            }
+        }
+    }
+    memcpy(wy, adj + 1, (size_t)n * sizeof(double));
+    if (wp && m)
+        memcpy(wp, adj + 1 + n, (size_t)m * sizeof(double));
+}
+
+/* ---- the ds_rhs vtable over a tape ---- */
+
+static int tape_f(void *ctx, double t, const double *y, const double *p,
+                  double *dy)
+{
+    const ds_tape_ctx *c = (const ds_tape_ctx *)ctx;
+    eval_values(c->tape, c->scratch, t, y, p, dy, 0);
+    return 0;
+}
+
+static int tape_jvp(void *ctx, double t, const double *y, const double *p,
+                    int k, const double *yd, const double *pd, double *dy,
+                    double *dyd)
+{
+    const ds_tape_ctx *c = (const ds_tape_ctx *)ctx;
+    if (k > c->k_max)
+        return 1;   /* the caller sized the scratch for fewer lanes */
+    ds_tape_jvp(c->tape, c->scratch, t, y, p, k, yd, pd, dy, dyd);
+    return 0;
+}
+
+static int tape_vjp(void *ctx, double t, const double *y, const double *p,
+                    const double *w, double *dy, double *wy, double *wp)
+{
+    const ds_tape_ctx *c = (const ds_tape_ctx *)ctx;
+    ds_tape_vjp(c->tape, c->scratch, t, y, p, w, dy, wy, wp);
+    return 0;
+}
+
+size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max)
+{
+    const size_t jvp = ds_tape_jvp_scratch(tape, k_max);
+    const size_t vjp = ds_tape_vjp_scratch(tape);
+    return jvp > vjp ? jvp : vjp;
+}
+
+void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
+                      double *scratch, int k_max)
+{
+    ctx->tape = tape;
+    ctx->scratch = scratch;
+    ctx->k_max = k_max;
+    memcpy(scratch + 1 + tape->n + tape->m, tape->consts,
+           (size_t)tape->n_const * sizeof(double));
+    rhs->ctx = ctx;
+    rhs->n = tape->n;
+    rhs->m = tape->m;
+    rhs->f = tape_f;
+    rhs->jvp = tape_jvp;
+    rhs->vjp = tape_vjp;
+}

@@ -1,0 +1,149 @@
+/*
+ * The tape interpreter: a traced right-hand side evaluated in C.
+ *
+ * The tracer records a static SSA program of scalar ops (diffsens/_trace.py);
+ * the scheduler (diffsens/_schedule.py) groups independent ops of the same
+ * kind into blocks, and this interpreter runs one tight loop per block, so
+ * the cost of dispatch is paid per block rather than per scalar op.
+ *
+ * Slot layout:
+ *
+ *   [0]                      t
+ *   [1, 1 + n)               y
+ *   [1 + n, 1 + n + m)       p
+ *   [1 + n + m, +n_const)    constants (consts[])
+ *   then each block's results, contiguous, blocks in order
+ *
+ * Block b is blocks[3 b .. 3 b + 2] = {code, count, arg}: `count` ops of one
+ * kind whose operand slots are read from args[] operand-major:
+ *   unary      a[count]                      at args[arg]
+ *   binary     a[count], b[count]
+ *   SELECT     a[count], b[count], c[count]  (a != 0 ? b : c)
+ *   POWI       a[count], exponent[count]     (integer exponents)
+ *   LINCOMB    off[count + 1]: op i = sum of lc_weight[j] * slot[lc_slot[j]]
+ *              for j in [off[i], off[i + 1])
+ *   SUM        off[2 count + 1]: op i = sum of slot[lc_slot[j]] for j in
+ *              [off[2i], off[2i+1]) minus those for j in [off[2i+1], off[2i+2])
+ *   PROD       off[count + 1]: op i = product of slot[lc_slot[j]] over
+ *              [off[i], off[i + 1]), left to right (at most DS_PROD_MAX)
+ * SUM and PROD are made by the scheduler (a LINCOMB with unit weights, a
+ * chain of products); the tracer records neither.
+ * Every operand comes from an earlier block or an input, never from its own
+ * block.  outputs[q] is the slot of dy[q].
+ *
+ * Three evaluations share the program:
+ *   value            dy = f(t, y, p)
+ *   k dual lanes     dy and dyd = J_y yd + J_p pd, all lanes in one pass
+ *   reverse sweep    wy = w^T J_y, wp = w^T J_p
+ * None allocates: the caller passes scratch of ds_tape_*_scratch() doubles.
+ */
+#ifndef DIFFSENS_TAPE_H
+#define DIFFSENS_TAPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rhs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ds_op_code {
+    DS_OP_ADD = 0,      /* a + b */
+    DS_OP_SUB = 1,      /* a - b */
+    DS_OP_MUL = 2,      /* a * b */
+    DS_OP_DIV = 3,      /* a / b */
+    DS_OP_NEG = 4,      /* -a */
+    DS_OP_POW = 5,      /* a ** b (both slots) */
+    DS_OP_POWI = 6,     /* a ** e, e an integer exponent */
+    DS_OP_ABS = 7,
+    DS_OP_EXP = 8,
+    DS_OP_LOG = 9,
+    DS_OP_LOG1P = 10,
+    DS_OP_EXPM1 = 11,
+    DS_OP_SQRT = 12,
+    DS_OP_SIN = 13,
+    DS_OP_COS = 14,
+    DS_OP_TAN = 15,
+    DS_OP_TANH = 16,
+    DS_OP_SINH = 17,
+    DS_OP_COSH = 18,
+    DS_OP_ARCTAN = 19,
+    DS_OP_ARCSIN = 20,
+    DS_OP_ARCCOS = 21,
+    DS_OP_LT = 22,      /* comparisons give 1.0 or 0.0, derivative 0 */
+    DS_OP_LE = 23,
+    DS_OP_GT = 24,
+    DS_OP_GE = 25,
+    DS_OP_EQ = 26,
+    DS_OP_NE = 27,
+    DS_OP_SELECT = 28,  /* a != 0 ? b : c  (np.where) */
+    DS_OP_MAX = 29,     /* a >= b ? a : b  (np.maximum; NaN propagates) */
+    DS_OP_MIN = 30,     /* a <= b ? a : b */
+    DS_OP_LINCOMB = 31, /* sum_j lc_weight[j] * slot[lc_slot[j]] */
+    DS_OP_SQUARE = 32,  /* a * a */
+    DS_OP_SUM = 33,     /* sum of some slots minus sum of others */
+    DS_OP_PROD = 34,    /* product of slots */
+    DS_OP_COUNT = 35
+};
+
+#define DS_PROD_MAX 8       /* factors in one PROD op */
+
+typedef struct ds_tape {
+    int n, m;               /* states, parameters */
+    int n_const;
+    int n_ops;              /* scalar op results (all blocks) */
+    int n_blocks;
+    const double *consts;   /* n_const */
+    const int32_t *blocks;  /* 3 * n_blocks */
+    const int32_t *args;
+    const int32_t *lc_slot;   /* LINCOMB / SUM / PROD operand slots */
+    const double *lc_weight;  /* LINCOMB weights (indexed like lc_slot) */
+    const int32_t *outputs;   /* n */
+} ds_tape;
+
+int ds_tape_slot_count(const ds_tape *tape);
+
+/* Doubles of scratch each evaluation needs. */
+size_t ds_tape_value_scratch(const ds_tape *tape);
+size_t ds_tape_jvp_scratch(const ds_tape *tape, int k);
+size_t ds_tape_vjp_scratch(const ds_tape *tape);
+
+/* dy = f(t, y, p). */
+void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
+                  const double *y, const double *p, double *dy);
+
+/* Row i of out (k, n) = f(t[i], Y[i], p); constants loaded once. */
+void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
+                       const double *t, const double *Y, const double *p,
+                       double *out);
+
+/* k lanes, lane-major as in rhs.h: yd[j * n + i], pd[j * m + i],
+ * dyd[j * n + i].  yd or pd may be NULL (zero seeds). */
+void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
+                 const double *y, const double *p, int k, const double *yd,
+                 const double *pd, double *dy, double *dyd);
+
+/* dy = f, wy = w^T J_y (n), wp = w^T J_p (m; may be NULL). */
+void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
+                 const double *y, const double *p, const double *w,
+                 double *dy, double *wy, double *wp);
+
+/* The tape behind the ds_rhs vtable.  Each solve owns one context and its
+ * scratch (ds_tape_rhs_scratch() doubles), so solves may run concurrently. */
+typedef struct ds_tape_ctx {
+    const ds_tape *tape;
+    double *scratch;
+    int k_max;              /* widest jvp the scratch was sized for */
+} ds_tape_ctx;
+
+size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max);
+void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
+                      double *scratch, int k_max);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIFFSENS_TAPE_H */
