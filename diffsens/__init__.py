@@ -4,6 +4,8 @@ Public API
 ----------
 solve_ivp
     Drop-in for `scipy.integrate.solve_ivp`; explicit Runge-Kutta loops in C.
+solve_ivp_sens, SensResult, SensSolution
+    The solution and its forward sensitivities dy/dp, dy/dy0.
 trace, TracedRHS, TraceError
     Record a right-hand side once; evaluate it (value, JVP, VJP) in C.
 OdeResult, OdeSolution
@@ -14,8 +16,9 @@ problems
 from ._ivp import NATIVE_METHODS, solve_ivp
 from ._result import OdeResult, OdeSolution
 from ._rhs import TracedRHS, TraceError, trace
+from ._sens import SensResult, SensSolution, solve_ivp_sens
 
 __version__ = "0.1.0"
 
-__all__ = ["solve_ivp", "trace", "TracedRHS", "TraceError", "OdeResult",
+__all__ = ["solve_ivp", "solve_ivp_sens", "SensResult", "SensSolution", "trace", "TracedRHS", "TraceError", "OdeResult",
            "OdeSolution", "NATIVE_METHODS", "__version__"]

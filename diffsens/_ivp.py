@@ -174,7 +174,7 @@ def _validated_state(y0):
     return y0, dtype
 
 
-def _validated_tolerances(rtol, atol, n):
+def _validated_tolerances(rtol, atol, n, stacklevel):
     if type(rtol) is float and type(atol) is float and 100 * EPS <= rtol < np.inf \
             and 0 <= atol < np.inf:   # the common case, without NumPy overhead
         return np.array([rtol]), np.array([atol])
@@ -187,7 +187,7 @@ def _validated_tolerances(rtol, atol, n):
     if (rtol < 100 * EPS).any():
         warnings.warn("At least one element of `rtol` is too small. "
                       f"Setting `rtol = np.maximum(rtol, {100 * EPS})`.",
-                      stacklevel=4)
+                      stacklevel=stacklevel)
         rtol = np.maximum(rtol, 100 * EPS)
     if atol.ndim > 0 and atol.shape != (n,):
         raise ValueError("`atol` has wrong shape.")
@@ -196,7 +196,7 @@ def _validated_tolerances(rtol, atol, n):
     return np.atleast_1d(rtol), np.atleast_1d(atol)
 
 
-def _validated_t_eval(t_eval, t0, tf):
+def validated_t_eval(t_eval, t0, tf):
     t_eval = np.asarray(t_eval, dtype=float)
     if t_eval.ndim != 1:
         raise ValueError("`t_eval` must be 1-dimensional.")
@@ -208,7 +208,7 @@ def _validated_t_eval(t_eval, t0, tf):
     return t_eval
 
 
-def _prepared_events(events):
+def prepared_events(events):
     if events is None:
         return None, None, None
     if callable(events):
@@ -231,19 +231,15 @@ def _prepared_events(events):
     return events, direction, max_count
 
 
-def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
-                  vectorized, args, options, p=None):
-    if p is None and not callable(fun):
-        raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
-    extraneous = set(options) - _NATIVE_OPTIONS
+def native_options(options, n, t0, tf, known=_NATIVE_OPTIONS, stacklevel=4):
+    """Validated options of the native explicit methods, scipy's messages."""
+    extraneous = set(options) - known
     if extraneous:
         warnings.warn("The following arguments have no effect for a chosen "
                       f"solver: {', '.join(f'`{x}`' for x in sorted(extraneous))}.",
-                      stacklevel=3)
-    y0, dtype = _validated_state(y0)
-    n = y0.shape[0]
+                      stacklevel=stacklevel)
     rtol, atol = _validated_tolerances(options.get("rtol", 1e-3),
-                                       options.get("atol", 1e-6), n)
+                                       options.get("atol", 1e-6), n, stacklevel + 1)
     max_step = float(options.get("max_step", np.inf))
     if not max_step > 0:
         raise ValueError("`max_step` must be positive.")
@@ -259,11 +255,22 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
     max_steps = options.get("max_steps", 1_000_000)
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}.")
-    stiffness_check = bool(options.get("stiffness_check", True))
+    return dict(rtol=rtol, atol=atol, max_step=max_step, first_step=first_step,
+                max_steps=int(max_steps),
+                stiffness_check=bool(options.get("stiffness_check", True)))
 
+
+def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
+                  vectorized, args, options, p=None):
+    if p is None and not callable(fun):
+        raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
+    y0, dtype = _validated_state(y0)
+    n = y0.shape[0]
+    opt = native_options(options, n, t0, tf)
+    rtol, atol = opt["rtol"], opt["atol"]
     if t_eval is not None:
-        t_eval = _validated_t_eval(t_eval, t0, tf)
-    events, direction, max_count = _prepared_events(events)
+        t_eval = validated_t_eval(t_eval, t0, tf)
+    events, direction, max_count = prepared_events(events)
 
     is_complex = dtype == np.complex128
     y0_real = y0.view(np.float64) if is_complex else y0
@@ -273,12 +280,12 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
 
     raw = _core.solve_explicit_rk(
         tableau, fun, t0, tf, y0_real, args, is_complex, bool(vectorized),
-        rtol, atol, max_step, first_step, t_eval, bool(dense_output), events,
-        direction, max_count, int(max_steps), stiffness_check, p)
-    return _assemble(raw, t0, n, dtype, t_eval, dense_output, events)
+        rtol, atol, opt["max_step"], opt["first_step"], t_eval, bool(dense_output),
+        events, direction, max_count, opt["max_steps"], opt["stiffness_check"], p)
+    return assemble(raw, t0, dtype, t_eval, dense_output, events)
 
 
-def _assemble(raw, t0, n, dtype, t_eval, dense_output, events):
+def assemble(raw, t0, dtype, t_eval, dense_output, events):
     status = raw["status"]
     message = MESSAGES.get(status, raw["message"])
     complex_state = dtype == np.complex128

@@ -118,10 +118,13 @@ class Op(enum.IntEnum):
     MIN = 30      #: a if a <= b else b, NaN propagates (np.minimum)
     LINCOMB = 31  #: sum_k lc_weight[a + k] * slot[lc_slot[a + k]], k < b
     SQUARE = 32   #: a * a
-    COUNT = 33    #: number of op codes (not an op)
+    SUM = 33      #: scheduler only (unit-weight LINCOMB); never in a Tape
+    PROD = 34     #: scheduler only (chain of products); never in a Tape
+    COUNT = 35    #: number of op codes (not an op)
 
 
-#: Op name -> code, as in ``enum ds_op_code`` of ``tape.h``.
+#: Op name -> code, as in ``enum ds_op_code`` of ``tape.h`` (SUM and PROD
+#: are made by the scheduler, ``_schedule.py``; the tracer never records them).
 OPS = types.MappingProxyType({op.name: int(op) for op in Op})
 
 _UNARY = frozenset({
@@ -133,6 +136,7 @@ _BINARY = frozenset({
     Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.LT, Op.LE, Op.GT, Op.GE,
     Op.EQ, Op.NE, Op.MAX, Op.MIN,
 })
+_SCHEDULER_ONLY = frozenset({Op.SUM, Op.PROD})
 _COMMUTATIVE = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.MIN, Op.EQ, Op.NE})
 _COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 
@@ -141,6 +145,18 @@ _COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 # np.float64 and callers run under np.errstate(all="ignore"), so domain
 # errors give NaN/inf as in C.
 # ---------------------------------------------------------------------------
+
+
+def _pow(a, b):
+    """C's pow(): like np.power, but pow(-inf, 0.5) is inf as in C99 (NumPy's
+    vectorised power gives NaN there)."""
+    r = np.power(a, b)
+    if r != r and a == a and b == b:
+        try:
+            return np.float64(math.pow(a, b))
+        except (ValueError, OverflowError):
+            return r
+    return r
 
 
 def _max(a, b):
@@ -178,7 +194,7 @@ _EVAL_BINARY = {
     Op.SUB: lambda a, b: a - b,
     Op.MUL: lambda a, b: a * b,
     Op.DIV: lambda a, b: a / b,
-    Op.POW: np.power,
+    Op.POW: _pow,
     Op.LT: lambda a, b: _F1 if a < b else _F0,
     Op.LE: lambda a, b: _F1 if a <= b else _F0,
     Op.GT: lambda a, b: _F1 if a > b else _F0,
@@ -290,6 +306,9 @@ class Tape:
             own = first + i
             if not 0 <= code < Op.COUNT:
                 raise ValueError(f"op {i}: unknown code {code}")
+            if code in _SCHEDULER_ONLY:
+                raise ValueError(f"op {i}: {Op(code).name} is made by the "
+                                 "scheduler; a Tape holds tracer ops only")
             code = Op(code)
             if code == Op.LINCOMB:
                 if a < 0 or b < 0 or a + b > n_lc:
@@ -743,9 +762,9 @@ class _Builder:
             if math.isfinite(ve) and ve == int(ve) and abs(ve) < 2 ** 31:
                 return self.powi(a, int(ve))
             if ve == 0.5:
-                return self.unary(Op.ABS, a)
+                return self.unary(Op.SQRT, a)
             if va is not None:
-                return self._fold(np.power, va, ve)
+                return self._fold(_pow, va, ve)
         return self.emit(Op.POW, a, e)
 
     def powi(self, a, k):
@@ -1189,8 +1208,9 @@ def _binary_rowfn(b, fn, name, initial=None):
 
 def _sum_rowfn(b, initial=None):
     def rowfn(elems):
-        c = 0.0 if initial is None else float(initial)
-        return b.tracer(b.lincomb([(b.id_of(e), 1.0) for e in elems], c))
+        if initial is not None:
+            elems = [initial] + elems
+        return b.tracer(b.lincomb([(b.id_of(e), 1.0) for e in elems]))
     return rowfn
 
 
@@ -1250,7 +1270,8 @@ def _array_ufunc(b, ufunc, method, inputs, kwargs):
                 target = target._a
             elif not (isinstance(target, np.ndarray) and target.dtype == object):
                 _store(b, target, None)   # raises the TraceError
-            pf.at(target, *[_as_obj(v) for v in inputs[1:]], **kwargs)
+            pf.at(target, inputs[1], *[_as_obj(v) for v in inputs[2:]],
+                  **kwargs)
             return None
         res = _wrap(b, getattr(pf, method)(*map(_as_obj, inputs), **kwargs))
     else:
@@ -1618,7 +1639,6 @@ class Tracer:
     __mul__, __rmul__ = _scalar_binary(_Builder.mul)
     __truediv__, __rtruediv__ = _scalar_binary(_Builder.div)
     __pow__, __rpow__ = _scalar_binary(_Builder.power)
-    __lt__, _ = _scalar_binary(functools.partial(_Builder.compare, code=Op.LT))
     __and__, __rand__ = _scalar_binary(_Builder.logical_and)
     __or__, __ror__ = _scalar_binary(_Builder.logical_or)
     __xor__, __rxor__ = _scalar_binary(_Builder.logical_xor)

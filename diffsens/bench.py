@@ -105,7 +105,24 @@ def default_cases():
         cases.append(_solve_case(f"pleiades {method} rtol=1e-10", plei, method,
                                  peer, 1e-10, 1e-10, False, plei.y_ref))
     cases.extend(traced_cases(lv, lv_ref))
+    cases.extend(tape_cost_cases())
     return cases
+
+
+def tape_cost_cases():
+    """POLLU evaluated 1000 times by the tape interpreter and by hand-written C
+    (compiled now; skipped without a compiler).  Here the ratio is below 1:
+    its inverse is what the interpreter costs relative to compiled code."""
+    from ._bench_native import compiled_pollu
+    hand = compiled_pollu()
+    if hand is None:
+        return []
+    pollu = problems.get("pollu")
+    rhs = trace(pollu.fun, pollu.y0, pollu.p)
+    Y = np.random.default_rng(0).random((1000, pollu.n))
+    reference = hand(Y, pollu.p)
+    return [Case("pollu f x1000 tape", lambda: rhs.function.value_batch(0.0, Y, pollu.p),
+                 lambda: hand(Y, pollu.p), "hand-written C", reference)]
 
 
 def traced_cases(lv, lv_ref):

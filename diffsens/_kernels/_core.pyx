@@ -27,8 +27,11 @@ from diffsens._kernels.kernels cimport (
     ds_erk_tableau, ds_erk_workspace_size, ds_events, ds_output, ds_rhs,
     ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
     ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
-    ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch,
+    ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
+    ds_sens_rhs_init,
 )
+
+from diffsens._dual cimport seed_into, split_into
 
 cnp.import_array()
 
@@ -65,6 +68,10 @@ cdef class PythonRHS(RHSFrontEnd):
     cdef object out_dtype
     cdef PyObject **stack       # vectorcall arguments: t, y, *args
     cdef Py_ssize_t nargs
+    # dual-number evaluation (sensitivities): fun(t, y_dual, p_dual, *extra)
+    cdef object y_dual, p_dual
+    cdef cnp.ndarray p_values
+    cdef tuple extra_args
 
     def __cinit__(self, fun, Py_ssize_t n_user, bint is_complex=False,
                   bint vectorized=False, tuple args=()):
@@ -95,6 +102,33 @@ cdef class PythonRHS(RHSFrontEnd):
 
     def __dealloc__(self):
         free(self.stack)
+
+    def enable_duals(self, p, tuple extra_args):
+        """Offer jvp by running fun on `diffsens.Dual` arrays for y and p."""
+        self.p_values = np.ascontiguousarray(p, dtype=np.float64)
+        self.extra_args = extra_args
+        self.y_dual = np.empty(self.n_user, dtype=object)
+        self.p_dual = np.empty(self.p_values.shape[0], dtype=object)
+        self.c.m = <int>self.p_values.shape[0]
+        self.c.jvp = _python_jvp
+
+    cdef int evaluate_dual(self, double t, const double *y, int k,
+                           const double *yd, const double *pd, double *dy,
+                           double *dyd) except -1:
+        seed_into(self.y_dual, y, yd, self.n_user, k)
+        seed_into(self.p_dual, <const double *>cnp.PyArray_DATA(self.p_values), pd,
+                  self.p_values.shape[0], k)
+        try:
+            out = self.fun(t, self.y_dual, self.p_dual, *self.extra_args)
+            split_into(out, dy, dyd, self.n_user, k)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                "`fun` could not be evaluated on diffsens.Dual numbers, which "
+                f"sensitivities need: {exc}. Keep the duals flowing (no float(), "
+                "no float arrays filled in place: build the result with "
+                "np.array([...]) instead), or trace it: "
+                "diffsens.trace(fun, y0, p).") from exc
+        return 0
 
     cdef int evaluate(self, double t, const double *y, double *dy) except -1:
         memcpy(cnp.PyArray_DATA(self.ybuf), y, self.n_real * sizeof(double))
@@ -142,6 +176,28 @@ cdef int store_vector(object out, double *dst, Py_ssize_t n_user,
         arr = arr.view(np.float64)
     memcpy(dst, cnp.PyArray_DATA(arr), n_real * sizeof(double))
     return 0
+
+
+cdef int _python_jvp(void *ctx, double t, const double *y, const double *p,
+                     int k, const double *yd, const double *pd, double *dy,
+                     double *dyd) noexcept:
+    cdef PythonRHS rhs = <PythonRHS>ctx
+    try:
+        rhs.evaluate_dual(t, y, k, yd, pd, dy, dyd)
+    except BaseException as exc:
+        rhs.error = exc
+        return 1
+    return 0
+
+
+cdef class DualFunction:
+    """A Python ``fun(t, y, p, *args)`` that solves evaluate on dual numbers."""
+    cdef readonly object fun
+    cdef readonly tuple extra_args
+
+    def __cinit__(self, fun, Py_ssize_t n, Py_ssize_t m, tuple extra_args=()):
+        self.fun = fun
+        self.extra_args = extra_args
 
 
 cdef int _python_f(void *ctx, double t, const double *y, const double *p,
@@ -341,7 +397,7 @@ cdef cnp.ndarray _vector(x, Py_ssize_t size, str name):
 
 cdef cnp.ndarray _lanes(d, Py_ssize_t rows, Py_ssize_t k, str name):
     """Tangents (rows,) or (rows, k) as the kernels' lane-major block."""
-    if d is None:
+    if d is None or rows == 0:
         return np.zeros(max(rows * k, 1))
     arr = np.asarray(d, dtype=np.float64).reshape(rows, -1)
     if arr.shape[1] != k:
@@ -542,7 +598,7 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
                       double max_step, double first_step, t_eval,
                       bint dense_output, events, event_direction,
                       event_max_count, long max_steps, bint stiffness_check,
-                      p=None):
+                      p=None, int sens_lanes=0, p_seed=None, int norm_n=0):
     """Run an explicit RK solve in C; inputs are validated by the caller.
 
     ``fun`` is a Python callable or a `TapeFunction` (then ``p`` holds its
@@ -551,17 +607,27 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
     reals) and ``t_eval`` is either None or float64 in integration order.
     Returns a dict of raw arrays that ``diffsens._ivp`` turns into an
     ``OdeResult``.
+
+    With ``sens_lanes = k > 0`` the state is ``[y, S]`` (S lane-major, see
+    ``sens.h``), ``y0`` holds all n (1 + k) initial values, ``p_seed`` (m, k)
+    the parameter directions, and error control covers ``y[:norm_n]`` (0: all).
     """
     cdef CTableau tab = c_tableau(tableau)
-    cdef Py_ssize_t n_user = y0.shape[0] // (2 if is_complex else 1)
+    cdef Py_ssize_t n_user = y0.shape[0] // ((2 if is_complex else 1) * (1 + sens_lanes))
     cdef RHSFrontEnd rhs
     cdef cnp.ndarray pc = None
     cdef bint release_gil = False
+    cdef ds_sens_ctx sens_ctx
+    cdef ds_rhs sens_rhs
+    cdef cnp.ndarray seed = None
     if isinstance(fun, TapeFunction):
-        rhs = TapeRHS(fun)
+        rhs = TapeRHS(fun, max(sens_lanes, 1))
         if (<TapeFunction>fun).m:
             pc = _vector(p, (<TapeFunction>fun).m, "p")
         release_gil = not events
+    elif isinstance(fun, DualFunction):
+        rhs = PythonRHS((<DualFunction>fun).fun, n_user, False, False, args)
+        (<PythonRHS>rhs).enable_duals(p, (<DualFunction>fun).extra_args)
     else:
         rhs = PythonRHS(fun, n_user, is_complex, vectorized, args)
     cdef PythonEvents ev = None
@@ -584,10 +650,20 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
 
     pb.tab = &tab.c
     pb.rhs = &rhs.c
+    if sens_lanes > 0:
+        if rhs.c.jvp == NULL:
+            raise TypeError("this right-hand side cannot give Jacobian-vector products")
+        seed = np.ascontiguousarray(np.asarray(p_seed, dtype=np.float64).T).reshape(-1)
+        if seed.size == 0:
+            seed = np.zeros(1)
+        ds_sens_rhs_init(&sens_rhs, &sens_ctx, &rhs.c, sens_lanes,
+                         <const double *>cnp.PyArray_DATA(seed))
+        pb.rhs = &sens_rhs
     pb.p = NULL if pc is None else <const double *>cnp.PyArray_DATA(pc)
     pb.t0 = t0
     pb.t_bound = t_bound
     pb.y0 = <const double *>cnp.PyArray_DATA(y0c)
+    pb.norm_n = norm_n
     pb.rtol = <const double *>cnp.PyArray_DATA(rtolc)
     pb.rtol_len = <int>rtolc.shape[0]
     pb.atol = <const double *>cnp.PyArray_DATA(atolc)

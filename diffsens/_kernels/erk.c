@@ -49,7 +49,7 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
     return 0;
 }
 
-double ds_erk_error_norm(const ds_erk_tableau *tab, int n, double h,
+double ds_erk_error_norm(const ds_erk_tableau *tab, int n_norm, int n, double h,
                          const double *K, const double *y, const double *y_new,
                          const double *rtol, int rtol_len,
                          const double *atol, int atol_len)
@@ -58,7 +58,7 @@ double ds_erk_error_norm(const ds_erk_tableau *tab, int n, double h,
      * (0 * NaN would poison the norm). */
     const int stages = tab->s + ds_erk_error_uses_last_stage(tab);
     double sum = 0.0, sum_low = 0.0;
-    for (int q = 0; q < n; ++q) {
+    for (int q = 0; q < n_norm; ++q) {
         const double scale = atol[atol_len == 1 ? 0 : q]
                              + rtol[rtol_len == 1 ? 0 : q]
                                * fmax(fabs(y[q]), fabs(y_new[q]));
@@ -77,12 +77,12 @@ double ds_erk_error_norm(const ds_erk_tableau *tab, int n, double h,
         }
     }
     if (tab->e_low == NULL)
-        return fabs(h) * sqrt(sum / n);
+        return fabs(h) * sqrt(sum / n_norm);
     /* Hairer's DOP853 estimate: the 5th-order error, damped where the
      * 3rd-order one says the 5th is pessimistic (scipy uses the same). */
     if (sum == 0.0 && sum_low == 0.0)
         return 0.0;
-    return fabs(h) * sum / sqrt((sum + 0.01 * sum_low) * n);
+    return fabs(h) * sum / sqrt((sum + 0.01 * sum_low) * n_norm);
 }
 
 int ds_erk_extra_stages(const ds_erk_tableau *tab, const ds_rhs *rhs,

@@ -55,9 +55,10 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
                 double t, const double *y, double h, double *K, double *ytmp,
                 double *y_new, double *y_stiff, int with_last, long *nfev);
 
-/* RMS norm of err / (atol + rtol max(|y|, |y_new|)), Hairer/scipy style;
- * DOP853's two-estimate combination when e_low is present. */
-double ds_erk_error_norm(const ds_erk_tableau *tab, int n, double h,
+/* RMS norm of err / (atol + rtol max(|y|, |y_new|)) over the first n_norm
+ * components (stage vectors have stride n), Hairer/scipy style; DOP853's
+ * two-estimate combination when e_low is present. */
+double ds_erk_error_norm(const ds_erk_tableau *tab, int n_norm, int n, double h,
                          const double *K, const double *y, const double *y_new,
                          const double *rtol, int rtol_len,
                          const double *atol, int atol_len);

@@ -47,6 +47,7 @@ void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb, void *work)
     const int ne = pb->events ? pb->events->count : 0;
     char *cur = (char *)work;
     S->n = n;
+    S->n_norm = pb->norm_n > 0 && pb->norm_n < n ? pb->norm_n : n;
     S->y = carve(&cur, n);
     S->y_old = carve(&cur, n);
     S->y_new = carve(&cur, n);
@@ -95,18 +96,18 @@ static int all_finite(int n, const double *x)
 static int initial_step(ds_erk_solver *S, double *h_out)
 {
     const ds_erk_problem *pb = &S->pb;
-    const int n = S->n;
+    const int n = S->n, nn = S->n_norm;
     const double *f0 = S->K;
     double *f1 = S->K + n, *y1 = S->ytmp;
     const double interval = fabs(pb->t_bound - pb->t0);
     double d0 = 0.0, d1 = 0.0, d2 = 0.0;
-    for (int q = 0; q < n; ++q) {
+    for (int q = 0; q < nn; ++q) {
         const double scale = atol_at(pb, q) + fabs(S->y[q]) * rtol_at(pb, q);
         d0 += (S->y[q] / scale) * (S->y[q] / scale);
         d1 += (f0[q] / scale) * (f0[q] / scale);
     }
-    d0 = sqrt(d0 / n);
-    d1 = sqrt(d1 / n);
+    d0 = sqrt(d0 / nn);
+    d1 = sqrt(d1 / nn);
     double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
     h0 = fmin(h0, interval);
     for (int q = 0; q < n; ++q)
@@ -115,12 +116,12 @@ static int initial_step(ds_erk_solver *S, double *h_out)
     int rc = pb->rhs->f(pb->rhs->ctx, pb->t0 + h0 * S->direction, y1, pb->p, f1);
     if (rc)
         return rc;
-    for (int q = 0; q < n; ++q) {
+    for (int q = 0; q < nn; ++q) {
         const double scale = atol_at(pb, q) + fabs(S->y[q]) * rtol_at(pb, q);
         const double diff = (f1[q] - f0[q]) / scale;
         d2 += diff * diff;
     }
-    d2 = sqrt(d2 / n) / h0;
+    d2 = sqrt(d2 / nn) / h0;
     double h1;
     if (d1 <= 1e-15 && d2 <= 1e-15)
         h1 = fmax(1e-6, h0 * 1e-3);
@@ -171,7 +172,7 @@ static int looks_stiff(ds_erk_solver *S, double h)
     const double *ks = S->K + (size_t)tab->s * n;
     const double *ki = S->K + (size_t)tab->stiffness_stage * n;
     double num = 0.0, den = 0.0;
-    for (int q = 0; q < n; ++q) {
+    for (int q = 0; q < S->n_norm; ++q) {
         num += (ks[q] - ki[q]) * (ks[q] - ki[q]);
         den += (S->y_new[q] - S->y_stiff[q]) * (S->y_new[q] - S->y_stiff[q]);
     }
@@ -244,7 +245,7 @@ static int advance(ds_erk_solver *S, double *h_taken)
         if (ds_erk_step(tab, pb->rhs, pb->p, t, S->y, h, S->K, S->ytmp,
                         S->y_new, S->y_stiff, uses_last, &S->nfev))
             return DS_CALLBACK_STOP;
-        const double err = ds_erk_error_norm(tab, n, h, S->K, S->y, S->y_new,
+        const double err = ds_erk_error_norm(tab, S->n_norm, n, h, S->K, S->y, S->y_new,
                                              pb->rtol, pb->rtol_len, pb->atol,
                                              pb->atol_len);
         if (!isfinite(err)) {

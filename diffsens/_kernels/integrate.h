@@ -59,6 +59,7 @@ typedef struct ds_erk_problem {
     const double *p;          /* parameters handed to rhs->f (may be NULL) */
     double t0, t_bound;
     const double *y0;         /* n */
+    int norm_n;               /* error control on y[0:norm_n] (0: all of y) */
     const double *rtol;       /* rtol_len = 1 or n */
     int rtol_len;
     const double *atol;       /* atol_len = 1 or n */
@@ -75,7 +76,7 @@ typedef struct ds_erk_problem {
 
 typedef struct ds_erk_solver {
     ds_erk_problem pb;
-    int n, direction, started, done;
+    int n, n_norm, direction, started, done;
     double t, t_old, h_abs;
     double qold_pow;          /* PI memory: (last accepted error)^beta2 */
     double *y, *y_old, *y_new, *ytmp, *y_stiff, *K, *Q, *yev;

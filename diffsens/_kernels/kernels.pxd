@@ -85,6 +85,7 @@ cdef extern from "integrate.h":
         double t0
         double t_bound
         const double *y0
+        int norm_n
         const double *rtol
         int rtol_len
         const double *atol
@@ -154,3 +155,13 @@ cdef extern from "tape.h":
     size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max) nogil
     void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
                           double *scratch, int k_max) nogil
+
+
+cdef extern from "sens.h":
+    ctypedef struct ds_sens_ctx:
+        const ds_rhs *base
+        int k
+        const double *p_seed
+
+    void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base,
+                          int k, const double *p_seed) nogil

@@ -1,0 +1,41 @@
+/*
+ * Forward sensitivities as one augmented right-hand side.
+ *
+ * With S = dy/dz for k directions z (parameters, initial values), the state
+ * handed to the stepper is Y = [y, S] with S lane-major (column j of S, the
+ * derivative along direction j, is the contiguous block Y[n + j n, n + (j+1) n)),
+ * and
+ *
+ *     Y' = [ f(t, y, p),  J_y S + J_p P ]
+ *
+ * where P (m x k, lane-major) seeds the parameter directions (a column of the
+ * identity for dy/dp_i, zero for dy/dy0_i).  One jvp call with k lanes gives
+ * the whole derivative.  For an explicit Runge-Kutta method, stepping Y is
+ * exactly differentiating the discrete solution (the stages are linear in
+ * the stage derivatives), so the same vtable serves the discrete ("dual")
+ * and the continuous (CVODES-style) strategies; they differ in error control.
+ */
+#ifndef DIFFSENS_SENS_H
+#define DIFFSENS_SENS_H
+
+#include "rhs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ds_sens_ctx {
+    const ds_rhs *base;     /* must have jvp */
+    int k;                  /* sensitivity directions */
+    const double *p_seed;   /* m * k, lane-major */
+} ds_sens_ctx;
+
+/* An rhs of size n (1 + k) over the base rhs of size n. */
+void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
+                      const double *p_seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIFFSENS_SENS_H */

@@ -1,0 +1,287 @@
+"""Forward sensitivities: ``solve_ivp_sens``.
+
+Both strategies integrate the state together with its derivatives
+``S = dy/dz`` along k directions z (the parameters, the initial values):
+
+* ``'dual'`` (discrete, DSAAD): the solver runs on dual numbers, so ``sens``
+  is the exact derivative of the discrete solution that is returned.  By
+  default only ``y`` enters error control: the steps are those of the plain
+  solve, and chunks of directions give identical results.
+* ``'continuous'`` (CVODES-style): the sensitivity equations
+  ``S' = J_y S + J_p`` are integrated alongside ``y`` with their error
+  controlled too (CVODES ``errconS``), so ``sens`` is accurate to the
+  tolerances as an approximation of the true sensitivities.
+
+For the explicit Runge-Kutta methods both are the same augmented system
+``[y, S]`` evaluated with one Jacobian-vector product of k lanes per stage
+(the tape's dual lanes, or ``diffsens.Dual`` numbers through a Python
+``fun``); they differ in what the error control sees.
+"""
+import concurrent.futures
+import operator
+
+import numpy as np
+
+from ._ivp import NATIVE_METHODS, assemble, native_options, prepared_events, validated_t_eval
+from ._kernels import _core
+from ._result import OdeResult
+from ._rhs import TracedRHS
+from ._tableaus import TABLEAUS
+
+__all__ = ["solve_ivp_sens", "SensResult", "SensSolution"]
+
+SENS_METHODS = ("dual", "continuous")
+_SENS_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
+                 "stiffness_check", "chunk_size", "workers", "sens_error_control"}
+
+
+class SensResult(OdeResult):
+    """`OdeResult` plus forward sensitivities.
+
+    Attributes
+    ----------
+    sens : ndarray, shape (n, m, n_points)
+        ``dy_i/dp_j`` at ``t`` (when ``wrt`` includes ``'p'``).
+    sens_y0 : ndarray, shape (n, n, n_points)
+        ``dy_i/dy0_j`` at ``t`` (when ``wrt`` includes ``'y0'``).
+    sol : SensSolution or None
+        Continuous solution: ``sol(t)`` as scipy's, ``sol.sens(t)`` and
+        ``sol.sens_y0(t)`` for the sensitivities.
+    sens_method : str
+        ``'dual'`` or ``'continuous'``.
+    """
+
+
+class SensSolution:
+    """Dense output of a sensitivity solve: the state and its derivatives.
+
+    ``sol(t)`` evaluates ``y`` like `scipy.integrate.OdeSolution`;
+    ``sol.sens(t)`` gives shape (n, m) or (n, m, n_points) and
+    ``sol.sens_y0(t)`` shape (n, n) or (n, n, n_points).
+    """
+
+    def __init__(self, chunks, n, lanes_p, lanes_y0):
+        self._chunks = chunks          # [(OdeSolution over [y, S_chunk], k_chunk)]
+        self._n = n
+        self._lanes_p = lanes_p        # direction indices of dy/dp
+        self._lanes_y0 = lanes_y0
+        first = chunks[0][0]
+        self.ts, self.t_min, self.t_max = first.ts, first.t_min, first.t_max
+        self.n_segments = first.n_segments
+
+    def __call__(self, t):
+        return self._chunks[0][0](t)[:self._n]
+
+    def _directions(self, t):
+        n = self._n
+        parts = []
+        for sol, k in self._chunks:
+            values = sol(t)[n:]                       # (n k,) or (n k, nt)
+            parts.append(values.reshape((k, n) + values.shape[1:]))
+        return np.concatenate(parts, axis=0)          # (K, n[, nt])
+
+    def sens(self, t):
+        """``dy/dp`` at ``t``: shape (n, m) or (n, m, n_points)."""
+        if self._lanes_p is None:
+            raise ValueError("This solve did not compute dy/dp (wrt did not include 'p').")
+        return np.moveaxis(self._directions(t)[self._lanes_p], 0, 1)
+
+    def sens_y0(self, t):
+        """``dy/dy0`` at ``t``: shape (n, n) or (n, n, n_points)."""
+        if self._lanes_y0 is None:
+            raise ValueError("This solve did not compute dy/dy0 (wrt did not include 'y0').")
+        return np.moveaxis(self._directions(t)[self._lanes_y0], 0, 1)
+
+
+def _wrt_set(wrt):
+    items = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+    if not items or any(w not in ("p", "y0") for w in items):
+        raise ValueError(f"`wrt` must be 'p', 'y0' or ('p', 'y0'), got {wrt!r}.")
+    return set(items)
+
+
+def _validated_parameters(p):
+    try:
+        p = np.asarray(p, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`p` must be a 1-D array of real numbers: {exc}") from None
+    if p.ndim != 1:
+        raise ValueError(f"`p` must be a 1-D array, got shape {p.shape}.")
+    if not np.isfinite(p).all():
+        raise ValueError("All parameters `p` must be finite.")
+    return p
+
+
+def _chunks(total, chunk_size):
+    if chunk_size is None:
+        return [range(total)]
+    chunk_size = operator.index(chunk_size) if not isinstance(chunk_size, bool) else 0
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}.")
+    return [range(i, min(i + chunk_size, total)) for i in range(0, total, chunk_size)] or [range(0)]
+
+
+def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output=False,
+                   events=None, args=(), sens="dual", wrt="p", **options):
+    """Solve an initial value problem and its forward sensitivities.
+
+    Parameters
+    ----------
+    fun : callable or TracedRHS
+        Right-hand side ``fun(t, y, p, *args)``.  A Python function receives
+        NumPy object arrays of `diffsens.Dual` numbers for ``y`` and ``p``, so
+        it must use operations that propagate them (arithmetic, NumPy math,
+        indexing, ``np.array``/``np.stack``, ``@``); a `diffsens.trace`-d
+        function runs its dual lanes in C without the GIL.
+    t_span : 2-member sequence
+        ``(t0, tf)``.
+    y0 : array_like, shape (n,)
+        Initial state (real).
+    p : array_like, shape (m,)
+        Parameters: finite, 1-D.
+    method : str, optional
+        A native explicit method: ``'Tsit5'`` (default), ``'RK45'``,
+        ``'RK23'``, ``'DOP853'``, ``'Vern7'``.
+    t_eval, dense_output, events, args
+        As in `diffsens.solve_ivp` (events see the state only).
+    sens : {'dual', 'continuous'}, optional
+        ``'dual'`` (default): the derivative of the discrete solution, error
+        control on ``y`` only (change with ``sens_error_control=True``).
+        ``'continuous'``: sensitivity equations with their own error control
+        (``sens_error_control=False`` to turn it off).
+    wrt : {'p', 'y0'} or ('p', 'y0'), optional
+        Derivatives with respect to the parameters, the initial values or
+        both.
+    **options
+        The options of `diffsens.solve_ivp`, plus ``chunk_size`` (directions
+        per pass, default all at once; each chunk is a separate solve that
+        follows the same steps, so results equal one chunk -- which needs
+        ``sens_error_control=False``), ``workers`` (threads for the chunks,
+        traced right-hand sides only) and ``sens_error_control``.
+
+    Returns
+    -------
+    SensResult
+        The `OdeResult` fields plus ``sens`` (n, m, n_points) and/or
+        ``sens_y0`` (n, n, n_points); ``sol`` is a `SensSolution`.
+
+    Examples
+    --------
+    One-compartment absorption: the derivative of the amount in the gut,
+    ``dose * exp(-ka t)``, with respect to ``ka`` is ``-t * dose * exp(-ka t)``.
+
+    >>> import numpy as np
+    >>> import diffsens
+    >>> def gut(t, y, p):
+    ...     return -p[0] * y
+    >>> res = diffsens.solve_ivp_sens(gut, (0, 2), [4.0], [1.5], t_eval=[2.0],
+    ...                               rtol=1e-10, atol=1e-12)
+    >>> bool(np.isclose(res.sens[0, 0, -1], -2 * 4.0 * np.exp(-3.0), rtol=1e-8))
+    True
+    """
+    if method not in NATIVE_METHODS:
+        raise ValueError(f"`method` must be one of {list(NATIVE_METHODS)} for "
+                         f"sensitivities, got {method!r}.")
+    if sens not in SENS_METHODS:
+        raise ValueError(f"`sens` must be one of {list(SENS_METHODS)}, got {sens!r}.")
+    wrt = _wrt_set(wrt)
+    t0, tf = map(float, t_span)
+    if not np.isfinite(t0) or np.isnan(tf):
+        raise ValueError("`t_span` must hold a finite `t0` and a number `tf`.")
+    p = _validated_parameters(p)
+    args = tuple(args) if args is not None else ()
+    y0 = np.asarray(y0)
+    if np.iscomplexobj(y0):
+        raise ValueError("`y0` must be real for sensitivities.")
+    y0 = np.asarray(y0, dtype=float)
+    if y0.ndim != 1:
+        raise ValueError("`y0` must be 1-dimensional.")
+    if not np.isfinite(y0).all():
+        raise ValueError("All components of the initial state `y0` must be finite.")
+    n, m = y0.shape[0], p.shape[0]
+
+    if isinstance(fun, TracedRHS):
+        if fun.n != n or fun.m != m:
+            raise ValueError(f"The traced right-hand side has n = {fun.n}, m = {fun.m}; "
+                             f"`y0` and `p` give n = {n}, m = {m}.")
+        fun.parameters((p,) + args)     # checks baked args
+        kernel_fun = fun.function
+    elif callable(fun):
+        kernel_fun = _core.DualFunction(fun, n, m, args)
+    else:
+        raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
+
+    options = dict(options)
+    chunk_size = options.pop("chunk_size", None)
+    workers = options.pop("workers", 1)
+    error_control = options.pop("sens_error_control", sens == "continuous")
+    opt = native_options(options, n, t0, tf, known=_SENS_OPTIONS - {
+        "chunk_size", "workers", "sens_error_control"})
+    if t_eval is not None:
+        t_eval = validated_t_eval(t_eval, t0, tf)
+    events, direction, max_count = prepared_events(events)
+
+    # directions: the m parameters, then the n initial values
+    lanes_p = list(range(m)) if "p" in wrt else None
+    lanes_y0 = list(range(m if "p" in wrt else 0, (m if "p" in wrt else 0) + n)) \
+        if "y0" in wrt else None
+    total = (m if lanes_p is not None else 0) + (n if lanes_y0 is not None else 0)
+    p_seed = np.zeros((m, total))
+    s_seed = np.zeros((n, total))
+    if lanes_p is not None:
+        p_seed[:, lanes_p] = np.eye(m)
+    if lanes_y0 is not None:
+        s_seed[:, lanes_y0] = np.eye(n)
+    chunks = _chunks(total, chunk_size)
+    if len(chunks) > 1 and error_control:
+        raise ValueError("`chunk_size` splits the directions into separate solves, which "
+                         "follow the same steps only without `sens_error_control`.")
+    workers = operator.index(workers)
+    if workers < 1:
+        raise ValueError(f"`workers` must be a positive integer, got {workers!r}.")
+
+    rtol, atol = opt["rtol"], opt["atol"]
+    tableau = TABLEAUS[method]
+
+    def solve_chunk(lanes):
+        k = len(lanes)
+        y0_aug = np.concatenate([y0, s_seed[:, lanes].T.reshape(-1)])
+        rtol_aug = rtol if rtol.size == 1 else np.tile(rtol, k + 1)
+        atol_aug = atol if atol.size == 1 else np.tile(atol, k + 1)
+        return _core.solve_explicit_rk(
+            tableau, kernel_fun, t0, tf, y0_aug, (p,) + args, False, False,
+            rtol_aug, atol_aug, opt["max_step"], opt["first_step"], t_eval,
+            bool(dense_output), events, direction, max_count, opt["max_steps"],
+            opt["stiffness_check"], p, k, p_seed[:, lanes],
+            0 if error_control else n)
+
+    parallel = workers > 1 and len(chunks) > 1 and isinstance(fun, TracedRHS)
+    if parallel:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            raws = list(pool.map(solve_chunk, chunks))
+    else:
+        raws = [solve_chunk(lanes) for lanes in chunks]
+    for raw in raws[1:]:
+        if raw["t"].shape != raws[0]["t"].shape or not np.array_equal(raw["t"], raws[0]["t"]):
+            raise RuntimeError("sensitivity chunks took different steps")  # a bug, not input
+
+    results = [assemble(raw, t0, np.float64, t_eval, dense_output, events) for raw in raws]
+    first = results[0]
+    res = SensResult(first)
+    res.y = first.y[:n] if first.y.ndim == 2 else first.y
+    res.sens_method = sens
+    nt = len(first.t)
+    blocks = [r.y[n:].reshape(len(lanes), n, nt) if nt else np.zeros((len(lanes), n, 0))
+              for r, lanes in zip(results, chunks)]
+    directions = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, n, nt))
+    if lanes_p is not None:
+        res.sens = np.moveaxis(directions[lanes_p], 0, 1)
+    if lanes_y0 is not None:
+        res.sens_y0 = np.moveaxis(directions[lanes_y0], 0, 1)
+    if events is not None:
+        res.y_events = [ye[:, :n] if np.ndim(ye) == 2 else ye for ye in first.y_events]
+    if dense_output:
+        res.sol = SensSolution([(r.sol, len(lanes)) for r, lanes in zip(results, chunks)],
+                               n, lanes_p, lanes_y0)
+    res.nfev = sum(r.nfev for r in results)
+    return res
