@@ -169,7 +169,7 @@ def _validated_state(y0):
     y0 = y0.astype(dtype, copy=True)
     if y0.ndim != 1:
         raise ValueError("`y0` must be 1-dimensional.")
-    if not np.isfinite(y0).all():
+    if not _core.all_finite(y0.view(np.float64) if dtype == np.complex128 else y0):
         raise ValueError("All components of the initial state `y0` must be finite.")
     return y0, dtype
 
@@ -200,10 +200,10 @@ def validated_t_eval(t_eval, t0, tf):
     t_eval = np.asarray(t_eval, dtype=float)
     if t_eval.ndim != 1:
         raise ValueError("`t_eval` must be 1-dimensional.")
-    if t_eval.size and (t_eval.min() < min(t0, tf) or t_eval.max() > max(t0, tf)):
+    problem = _core.t_eval_problem(t_eval, t0, tf)
+    if problem == "span":
         raise ValueError("Values in `t_eval` are not within `t_span`.")
-    d = t_eval[1:] - t_eval[:-1]
-    if d.size and (tf > t0 and d.min() <= 0 or tf < t0 and d.max() >= 0):
+    if problem == "order":
         raise ValueError("Values in `t_eval` are not properly sorted.")
     return t_eval
 

@@ -18,7 +18,6 @@ For the explicit Runge-Kutta methods both are the same augmented system
 ``fun``); they differ in what the error control sees.
 """
 import concurrent.futures
-import operator
 
 import numpy as np
 
@@ -101,10 +100,11 @@ def _wrt_set(wrt):
 
 
 def _validated_parameters(p):
-    try:
-        p = np.asarray(p, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"`p` must be a 1-D array of real numbers: {exc}") from None
+    p = np.asarray(p)
+    if not (np.issubdtype(p.dtype, np.integer) or np.issubdtype(p.dtype, np.floating)
+            or p.dtype == bool):
+        raise TypeError(f"`p` must be a 1-D array of real numbers, got dtype {p.dtype}.")
+    p = p.astype(float)
     if p.ndim != 1:
         raise ValueError(f"`p` must be a 1-D array, got shape {p.shape}.")
     if not np.isfinite(p).all():
@@ -112,12 +112,16 @@ def _validated_parameters(p):
     return p
 
 
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return int(value)
+
+
 def _chunks(total, chunk_size):
     if chunk_size is None:
         return [range(total)]
-    chunk_size = operator.index(chunk_size) if not isinstance(chunk_size, bool) else 0
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}.")
+    chunk_size = _positive_int(chunk_size, "chunk_size")
     return [range(i, min(i + chunk_size, total)) for i in range(0, total, chunk_size)] or [range(0)]
 
 
@@ -236,9 +240,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     if len(chunks) > 1 and error_control:
         raise ValueError("`chunk_size` splits the directions into separate solves, which "
                          "follow the same steps only without `sens_error_control`.")
-    workers = operator.index(workers)
-    if workers < 1:
-        raise ValueError(f"`workers` must be a positive integer, got {workers!r}.")
+    workers = _positive_int(workers, "workers")
 
     rtol, atol = opt["rtol"], opt["atol"]
     tableau = TABLEAUS[method]

@@ -17,6 +17,7 @@ import scipy.integrate
 from . import problems
 from ._ivp import solve_ivp
 from ._rhs import trace
+from ._sens import solve_ivp_sens
 
 __all__ = ["Case", "default_cases", "run_case", "main"]
 
@@ -106,7 +107,90 @@ def default_cases():
                                  peer, 1e-10, 1e-10, False, plei.y_ref))
     cases.extend(traced_cases(lv, lv_ref))
     cases.extend(tape_cost_cases())
+    cases.extend(sensitivity_cases(lv))
     return cases
+
+
+def _lv_fd_reference(lv):
+    """dy/dp of Lotka-Volterra at t_eval by central differences of tight solves."""
+    h, cols = 1e-6, []
+    for j in range(lv.m):
+        step = np.zeros(lv.m)
+        step[j] = h
+        plus, minus = [scipy.integrate.solve_ivp(lv.fun, lv.t_span, lv.y0, method="DOP853",
+                                                 t_eval=lv.t_eval, args=(lv.p + s,),
+                                                 rtol=1e-13, atol=1e-14).y
+                       for s in (step, -step)]
+        cols.append((plus - minus) / (2 * h))
+    return np.stack(cols, axis=1)          # (n, m, nt)
+
+
+def sensitivity_cases(lv):
+    """dy/dp of Lotka-Volterra (4 parameters, 101 outputs, rtol 1e-6): traced
+    and Python ``sens='dual'`` against diffrax jacfwd and scipy finite differences."""
+    reference = _lv_fd_reference(lv)
+    rhs = trace(lv.fun, lv.y0, lv.p)
+    kwargs = dict(t_eval=lv.t_eval, rtol=1e-6, atol=1e-8, method="Tsit5")
+
+    def traced():
+        return solve_ivp_sens(rhs, lv.t_span, lv.y0, lv.p, **kwargs).sens
+
+    def python_fun():
+        return solve_ivp_sens(lv.fun, lv.t_span, lv.y0, lv.p, **kwargs).sens
+
+    def scipy_fd():
+        """Forward differences: m + 1 scipy RK45 solves."""
+        base = scipy.integrate.solve_ivp(lv.fun, lv.t_span, lv.y0, t_eval=lv.t_eval,
+                                         args=(lv.p,), rtol=1e-6, atol=1e-8).y
+        cols = []
+        for j in range(lv.m):
+            p = lv.p.copy()
+            h = 1e-7 * max(abs(p[j]), 1.0)   # ~sqrt(rtol * eps): the usual compromise
+            p[j] += h
+            cols.append((scipy.integrate.solve_ivp(lv.fun, lv.t_span, lv.y0, t_eval=lv.t_eval,
+                                                   args=(p,), rtol=1e-6, atol=1e-8).y - base) / h)
+        return np.stack(cols, axis=1)
+
+    cases = [Case("lv dy/dp Tsit5 traced dual", traced, scipy_fd,
+                  "scipy RK45 fwd differences", reference),
+             Case("lv dy/dp Tsit5 Python dual", python_fun, scipy_fd,
+                  "scipy RK45 fwd differences", reference)]
+    jacfwd = diffrax_jacfwd(lv, diffrax_lotka_volterra, "Tsit5", 1e-6, 1e-8)
+    if jacfwd is not None:
+        cases.append(Case("lv dy/dp Tsit5 traced dual", traced, jacfwd,
+                          "diffrax jacfwd (jit)", reference))
+    return cases
+
+
+def diffrax_jacfwd(prob, vector_field, solver_name, rtol, atol):
+    """``jax.jacfwd`` of a jit-compiled diffrax solve with ``ForwardMode``,
+    returning (n, m, nt); None when jax/diffrax are not installed."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import diffrax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    term = diffrax.ODETerm(vector_field)
+    solver = getattr(diffrax, solver_name)()
+    saveat = diffrax.SaveAt(ts=jnp.asarray(prob.t_eval))
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    t0, t1 = prob.t_span
+
+    def solve(p, y0):
+        return diffrax.diffeqsolve(term, solver, t0=t0, t1=t1, dt0=None, y0=y0, args=p,
+                                   saveat=saveat, max_steps=100_000,
+                                   stepsize_controller=controller,
+                                   adjoint=diffrax.ForwardMode()).ys   # (nt, n)
+
+    jac = jax.jit(jax.jacfwd(solve))
+    y0, p = jnp.asarray(prob.y0), jnp.asarray(prob.p)
+    jac(p, y0).block_until_ready()
+
+    def run():
+        return np.transpose(np.asarray(jac(p, y0).block_until_ready()), (1, 2, 0))
+    return run
 
 
 def tape_cost_cases():

@@ -18,6 +18,7 @@ from cpython.list cimport PyList_CheckExact
 from cpython.long cimport PyLong_Check
 from cpython.tuple cimport PyTuple_CheckExact
 from libc.stdlib cimport free, malloc
+from libc.math cimport isfinite
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
@@ -120,14 +121,16 @@ cdef class PythonRHS(RHSFrontEnd):
                   self.p_values.shape[0], k)
         try:
             out = self.fun(t, self.y_dual, self.p_dual, *self.extra_args)
-            split_into(out, dy, dyd, self.n_user, k)
         except (TypeError, ValueError) as exc:
+            if "Dual" not in str(exc):
+                raise       # the user's own error, unchanged
             raise TypeError(
                 "`fun` could not be evaluated on diffsens.Dual numbers, which "
                 f"sensitivities need: {exc}. Keep the duals flowing (no float(), "
                 "no float arrays filled in place: build the result with "
                 "np.array([...]) instead), or trace it: "
                 "diffsens.trace(fun, y0, p).") from exc
+        split_into(out, dy, dyd, self.n_user, k)
         return 0
 
     cdef int evaluate(self, double t, const double *y, double *dy) except -1:
@@ -417,6 +420,37 @@ cdef class TapeRHS(RHSFrontEnd):
         ds_tape_rhs_init(&self.c, &self.ctx, &fn.c,
                          <double *>cnp.PyArray_DATA(self.scratch), k_max)
         self.error = None
+
+# ---------------------------------------------------------------------------
+# Input checks that are loops (cheaper here than as NumPy expressions)
+# ---------------------------------------------------------------------------
+
+def all_finite(cnp.ndarray x):
+    """Whether every element of a float64 array is finite."""
+    cdef cnp.ndarray c = np.ascontiguousarray(x, dtype=np.float64)
+    cdef const double *v = <const double *>cnp.PyArray_DATA(c)
+    cdef Py_ssize_t i, size = c.size
+    for i in range(size):
+        if not isfinite(v[i]):
+            return False
+    return True
+
+
+def t_eval_problem(cnp.ndarray t_eval, double t0, double tf):
+    """None if t_eval (float64, 1-D) lies in the span and is sorted in the
+    direction of integration, else which of the two it violates."""
+    cdef cnp.ndarray c = np.ascontiguousarray(t_eval, dtype=np.float64)
+    cdef const double *v = <const double *>cnp.PyArray_DATA(c)
+    cdef Py_ssize_t i, size = c.shape[0]
+    cdef double lo = min(t0, tf), hi = max(t0, tf)
+    for i in range(size):
+        if not (lo <= v[i] <= hi):
+            return "span"
+    for i in range(1, size):
+        if (tf > t0 and v[i] <= v[i - 1]) or (tf < t0 and v[i] >= v[i - 1]):
+            return "order"
+    return None
+
 
 # ---------------------------------------------------------------------------
 # Python event functions

@@ -135,6 +135,9 @@ cdef extern from "tape.h":
         const ds_tape *tape
         double *scratch
         int k_max
+        const double *p_loaded
+        const double *pd_loaded
+        int k_loaded
 
     int ds_tape_slot_count(const ds_tape *tape) nogil
     size_t ds_tape_value_scratch(const ds_tape *tape) nogil

@@ -79,22 +79,25 @@ static inline local op_eval(int code, double a, double b, double c, int ci,
     case DS_OP_EXP: r.v = exp(a); r.ca = r.v; break;
     case DS_OP_LOG: r.v = log(a); r.ca = 1.0 / a; break;
     case DS_OP_LOG1P: r.v = log1p(a); r.ca = 1.0 / (1.0 + a); break;
-    case DS_OP_EXPM1: r.v = expm1(a); r.ca = r.v + 1.0; break;
+    case DS_OP_EXPM1: r.v = expm1(a); if (partials) r.ca = exp(a); break;
     case DS_OP_SQRT: r.v = sqrt(a); r.ca = 0.5 / r.v; break;
     case DS_OP_SIN: r.v = sin(a); if (partials) r.ca = cos(a); break;
     case DS_OP_COS: r.v = cos(a); if (partials) r.ca = -sin(a); break;
     case DS_OP_TAN: r.v = tan(a); r.ca = 1.0 + r.v * r.v; break;
-    case DS_OP_TANH: r.v = tanh(a); r.ca = 1.0 - r.v * r.v; break;
+    case DS_OP_TANH:   /* 1 - tanh^2 cancels where tanh saturates */
+        r.v = tanh(a);
+        if (partials) { const double c = cosh(a); r.ca = 1.0 / (c * c); }
+        break;
     case DS_OP_SINH: r.v = sinh(a); if (partials) r.ca = cosh(a); break;
     case DS_OP_COSH: r.v = cosh(a); if (partials) r.ca = sinh(a); break;
     case DS_OP_ARCTAN: r.v = atan(a); r.ca = 1.0 / (1.0 + a * a); break;
     case DS_OP_ARCSIN:
         r.v = asin(a);
-        if (partials) r.ca = 1.0 / sqrt(1.0 - a * a);
+        if (partials) r.ca = 1.0 / sqrt((1.0 - a) * (1.0 + a));  /* no cancellation */
         break;
     case DS_OP_ARCCOS:
         r.v = acos(a);
-        if (partials) r.ca = -1.0 / sqrt(1.0 - a * a);
+        if (partials) r.ca = -1.0 / sqrt((1.0 - a) * (1.0 + a));
         break;
     case DS_OP_LT: r.v = a < b; break;
     case DS_OP_LE: r.v = a <= b; break;
@@ -138,17 +141,20 @@ static inline int arity(int code)
     }
 }
 
-/* Slots t, y, p (and the constants unless the scratch already holds them:
- * a solve's scratch keeps its constants, loaded once by ds_tape_rhs_init). */
+/* Slots t and y, and p and the constants when asked: a solve's scratch
+ * keeps its constants (loaded once by ds_tape_rhs_init) and its parameters
+ * (loaded on the first call: p is fixed for the whole solve). */
 static void load_inputs(const ds_tape *tape, double *v, double t,
-                        const double *y, const double *p, int with_consts)
+                        const double *y, const double *p, int with_p,
+                        int with_consts)
 {
     const int n = tape->n, m = tape->m;
     v[0] = t;
     for (int i = 0; i < n; ++i)
         v[1 + i] = y[i];
-    for (int i = 0; i < m; ++i)
-        v[1 + n + i] = p[i];
+    if (with_p)
+        for (int i = 0; i < m; ++i)
+            v[1 + n + i] = p[i];
     if (with_consts)
         memcpy(v + 1 + n + m, tape->consts, (size_t)tape->n_const * sizeof(double));
 }
@@ -229,21 +235,6 @@ static int list_partials(const ds_tape *tape, const block *B, int i,
 }
 
 #define LIST_CAP 32   /* list ops longer than this walk their terms directly */
-
-/* Adds coef * (term lanes) of a LINCOMB or SUM op too long for LIST_CAP. */
-static void long_list_jvp(const ds_tape *tape, const block *B, int i,
-                          const double *d, int k, double *dout)
-{
-    const int32_t *a = B->a;
-    const int sum = B->code == DS_OP_SUM;
-    const int lo = sum ? a[2 * i] : a[i], hi = sum ? a[2 * i + 2] : a[i + 1];
-    for (int t_ = lo; t_ < hi; ++t_) {
-        const double w = sum ? (t_ < a[2 * i + 1] ? 1.0 : -1.0) : tape->lc_weight[t_];
-        const double *ds = d + (size_t)tape->lc_slot[t_] * k;
-        for (int j = 0; j < k; ++j)
-            dout[j] += w * ds[j];
-    }
-}
 
 static void long_list_vjp(const ds_tape *tape, const block *B, int i, double g,
                           double *adj)
@@ -340,9 +331,9 @@ static void gather_outputs(const ds_tape *tape, const double *v, double *dy)
 
 static void eval_values(const ds_tape *tape, double *scratch, double t,
                         const double *y, const double *p, double *dy,
-                        int with_consts)
+                        int with_p, int with_consts)
 {
-    load_inputs(tape, scratch, t, y, p, with_consts);
+    load_inputs(tape, scratch, t, y, p, with_p, with_consts);
     forward_values(tape, scratch);
     gather_outputs(tape, scratch, dy);
 }
@@ -350,7 +341,7 @@ static void eval_values(const ds_tape *tape, double *scratch, double t,
 void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
                   const double *y, const double *p, double *dy)
 {
-    eval_values(tape, scratch, t, y, p, dy, 1);
+    eval_values(tape, scratch, t, y, p, dy, 1, 1);
 }
 
 void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
@@ -360,68 +351,144 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
     const int n = tape->n;
     for (long i = 0; i < k; ++i)
         eval_values(tape, scratch, t[i], Y + (size_t)i * n, p,
-                    out + (size_t)i * n, i == 0);
+                    out + (size_t)i * n, i == 0, i == 0);
 }
 
-void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
-                 const double *y, const double *p, int k, const double *yd,
-                 const double *pd, double *dy, double *dyd)
+/* One block's values and k derivative lanes (d: slot-major).  The common
+ * ops have their own loops; the rest go through op_eval's partials. */
+static void jvp_block(const ds_tape *tape, const block *Bp, double *v, double *d,
+                      int k, int slot)
+{
+    const block B = *Bp;
+    const int32_t *a = B.a, *b = B.b, *ls = tape->lc_slot;
+    double *out = v + slot;
+    forward_block(tape, &B, v, out);
+    switch (B.code) {
+    case DS_OP_ADD: case DS_OP_SUB: {
+        const double sb = B.code == DS_OP_ADD ? 1.0 : -1.0;
+        for (int i = 0; i < B.count; ++i) {
+            const double *da = d + (size_t)a[i] * k, *db = d + (size_t)b[i] * k;
+            double *dout = d + (size_t)(slot + i) * k;
+            for (int j = 0; j < k; ++j)
+                dout[j] = da[j] + sb * db[j];
+        }
+        return;
+    }
+    case DS_OP_MUL:
+        for (int i = 0; i < B.count; ++i) {
+            const double va = v[a[i]], vb = v[b[i]];
+            const double *da = d + (size_t)a[i] * k, *db = d + (size_t)b[i] * k;
+            double *dout = d + (size_t)(slot + i) * k;
+            for (int j = 0; j < k; ++j)
+                dout[j] = vb * da[j] + va * db[j];
+        }
+        return;
+    case DS_OP_NEG:
+        for (int i = 0; i < B.count; ++i) {
+            const double *da = d + (size_t)a[i] * k;
+            double *dout = d + (size_t)(slot + i) * k;
+            for (int j = 0; j < k; ++j)
+                dout[j] = -da[j];
+        }
+        return;
+    case DS_OP_SUM:
+        for (int i = 0; i < B.count; ++i) {
+            double *dout = d + (size_t)(slot + i) * k;
+            for (int j = 0; j < k; ++j)
+                dout[j] = 0.0;
+            for (int t_ = a[2 * i]; t_ < a[2 * i + 1]; ++t_) {
+                const double *ds = d + (size_t)ls[t_] * k;
+                for (int j = 0; j < k; ++j)
+                    dout[j] += ds[j];
+            }
+            for (int t_ = a[2 * i + 1]; t_ < a[2 * i + 2]; ++t_) {
+                const double *ds = d + (size_t)ls[t_] * k;
+                for (int j = 0; j < k; ++j)
+                    dout[j] -= ds[j];
+            }
+        }
+        return;
+    case DS_OP_LINCOMB:
+        for (int i = 0; i < B.count; ++i) {
+            double *dout = d + (size_t)(slot + i) * k;
+            for (int j = 0; j < k; ++j)
+                dout[j] = 0.0;
+            for (int t_ = a[i]; t_ < a[i + 1]; ++t_) {
+                const double w = tape->lc_weight[t_];
+                const double *ds = d + (size_t)ls[t_] * k;
+                for (int j = 0; j < k; ++j)
+                    dout[j] += w * ds[j];
+            }
+        }
+        return;
+    case DS_OP_PROD:
+        for (int i = 0; i < B.count; ++i) {
+            int32_t fs[DS_PROD_MAX];
+            double coef[DS_PROD_MAX];
+            const int f = list_partials(tape, &B, i, v, fs, coef, DS_PROD_MAX);
+            double *dout = d + (size_t)(slot + i) * k;
+            const double *d0 = d + (size_t)fs[0] * k;
+            for (int j = 0; j < k; ++j)
+                dout[j] = coef[0] * d0[j];
+            for (int t_ = 1; t_ < f; ++t_) {
+                const double *ds = d + (size_t)fs[t_] * k;
+                for (int j = 0; j < k; ++j)
+                    dout[j] += coef[t_] * ds[j];
+            }
+        }
+        return;
+    default:
+        break;
+    }
+    for (int i = 0; i < B.count; ++i) {
+        double *dout = d + (size_t)(slot + i) * k;
+        const local r = eval_at(&B, v, i, 1);
+        const double *da = d + (size_t)B.a[i] * k;
+        if (B.code == DS_OP_SELECT) {   /* the chosen branch's lanes */
+            const double *src = d + (size_t)(r.cb != 0.0 ? B.b[i] : B.c[i]) * k;
+            memcpy(dout, src, (size_t)k * sizeof(double));
+        } else if (arity(B.code) == 1 || B.code == DS_OP_POWI || r.cb == 0.0) {
+            for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j];
+        } else {
+            /* a zero partial contributes nothing, even against inf lanes */
+            const double *db = d + (size_t)B.b[i] * k;
+            if (r.ca == 0.0)
+                for (int j = 0; j < k; ++j) dout[j] = r.cb * db[j];
+            else
+                for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j] + r.cb * db[j];
+        }
+    }
+}
+
+/* The jvp; with `inputs_ready` the scratch already holds p, the constants and
+ * the lanes of p (seeded from pd) and of the constants (zero). */
+static void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
+                const double *p, int k, const double *yd, const double *pd,
+                double *dy, double *dyd, int inputs_ready)
 {
     const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
     const int base = first_op_slot(tape);
     double *v = scratch;
     double *d = scratch + slots;   /* partials, slot-major: d[slot * k + j] */
-    load_inputs(tape, v, t, y, p, 1);
-    memset(d, 0, (size_t)base * k * sizeof(double));
+    load_inputs(tape, v, t, y, p, !inputs_ready, !inputs_ready);
+    for (int j = 0; j < k; ++j)
+        d[j] = 0.0;                 /* t */
     for (int i = 0; i < n; ++i)
-        for (int j = 0; j < k && yd; ++j)
-            d[(size_t)(1 + i) * k + j] = yd[(size_t)j * n + i];
-    for (int i = 0; i < m; ++i)
-        for (int j = 0; j < k && pd; ++j)
-            d[(size_t)(1 + n + i) * k + j] = pd[(size_t)j * m + i];
+        for (int j = 0; j < k; ++j)
+            d[(size_t)(1 + i) * k + j] = yd ? yd[(size_t)j * n + i] : 0.0;
+    if (!inputs_ready) {
+        for (int i = 0; i < m; ++i)
+            for (int j = 0; j < k; ++j)
+                d[(size_t)(1 + n + i) * k + j] = pd ? pd[(size_t)j * m + i] : 0.0;
+        memset(d + (size_t)(1 + n + m) * k, 0,
+               (size_t)tape->n_const * k * sizeof(double));
+    }
 
     int slot = base;
     for (int bi = 0; bi < tape->n_blocks; ++bi) {
         const block B = decode(tape, bi);
-        if (is_list_op(B.code)) {
-            forward_block(tape, &B, v, v + slot);
-            for (int i = 0; i < B.count; ++i, ++slot) {
-                double *dout = d + (size_t)slot * k;
-                int32_t ls[LIST_CAP];
-                double coef[LIST_CAP];
-                const int terms = list_partials(tape, &B, i, v, ls, coef, LIST_CAP);
-                memset(dout, 0, (size_t)k * sizeof(double));
-                if (terms >= 0) {
-                    for (int t_ = 0; t_ < terms; ++t_) {
-                        const double *ds = d + (size_t)ls[t_] * k;
-                        for (int j = 0; j < k; ++j)
-                            dout[j] += coef[t_] * ds[j];
-                    }
-                } else {
-                    long_list_jvp(tape, &B, i, d, k, dout);
-                }
-            }
-            continue;
-        }
-        for (int i = 0; i < B.count; ++i, ++slot) {
-            double *dout = d + (size_t)slot * k;
-            const local r = eval_at(&B, v, i, 1);
-            v[slot] = r.v;
-            const double *da = d + (size_t)B.a[i] * k;
-            if (B.code == DS_OP_SELECT) {   /* the chosen branch's lanes */
-                const double *src = d + (size_t)(r.cb != 0.0 ? B.b[i] : B.c[i]) * k;
-                memcpy(dout, src, (size_t)k * sizeof(double));
-            } else if (arity(B.code) == 1 || B.code == DS_OP_POWI || r.cb == 0.0) {
-                for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j];
-            } else {
-                /* a zero partial contributes nothing, even against inf lanes */
-                const double *db = d + (size_t)B.b[i] * k;
-                if (r.ca == 0.0)
-                    for (int j = 0; j < k; ++j) dout[j] = r.cb * db[j];
-                else
-                    for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j] + r.cb * db[j];
-            }
-        }
+        jvp_block(tape, &B, v, d, k, slot);
+        slot += B.count;
     }
     gather_outputs(tape, v, dy);
     for (int q = 0; q < n; ++q) {
@@ -431,13 +498,20 @@ void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
     }
 }
 
+void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
+                 const double *y, const double *p, int k, const double *yd,
+                 const double *pd, double *dy, double *dyd)
+{
+    jvp(tape, scratch, t, y, p, k, yd, pd, dy, dyd, 0);
+}
+
 void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
                  const double *y, const double *p, const double *w,
                  double *dy, double *wy, double *wp)
 {
     const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
     double *v = scratch, *adj = scratch + slots;
-    load_inputs(tape, v, t, y, p, 1);
+    load_inputs(tape, v, t, y, p, 1, 1);
     forward_values(tape, v);
     gather_outputs(tape, v, dy);
     memset(adj, 0, (size_t)slots * sizeof(double));
@@ -489,8 +563,9 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
 static int tape_f(void *ctx, double t, const double *y, const double *p,
                   double *dy)
 {
-    const ds_tape_ctx *c = (const ds_tape_ctx *)ctx;
-    eval_values(c->tape, c->scratch, t, y, p, dy, 0);
+    ds_tape_ctx *c = (ds_tape_ctx *)ctx;
+    eval_values(c->tape, c->scratch, t, y, p, dy, p != c->p_loaded, 0);
+    c->p_loaded = p;
     return 0;
 }
 
@@ -498,18 +573,26 @@ static int tape_jvp(void *ctx, double t, const double *y, const double *p,
                     int k, const double *yd, const double *pd, double *dy,
                     double *dyd)
 {
-    const ds_tape_ctx *c = (const ds_tape_ctx *)ctx;
+    ds_tape_ctx *c = (ds_tape_ctx *)ctx;
     if (k > c->k_max)
         return 1;   /* the caller sized the scratch for fewer lanes */
-    ds_tape_jvp(c->tape, c->scratch, t, y, p, k, yd, pd, dy, dyd);
+    /* p, its seeds and the constants stay in the scratch between calls of
+     * one solve (lanes of the constants: zero) */
+    const int ready = p == c->p_loaded && pd == c->pd_loaded && k == c->k_loaded;
+    jvp(c->tape, c->scratch, t, y, p, k, yd, pd, dy, dyd, ready);
+    c->p_loaded = p;
+    c->pd_loaded = pd;
+    c->k_loaded = k;
     return 0;
 }
 
 static int tape_vjp(void *ctx, double t, const double *y, const double *p,
                     const double *w, double *dy, double *wy, double *wp)
 {
-    const ds_tape_ctx *c = (const ds_tape_ctx *)ctx;
+    ds_tape_ctx *c = (ds_tape_ctx *)ctx;
     ds_tape_vjp(c->tape, c->scratch, t, y, p, w, dy, wy, wp);
+    c->p_loaded = p;
+    c->pd_loaded = NULL;   /* the adjoint lanes overwrote the jvp lanes */
     return 0;
 }
 
@@ -526,6 +609,9 @@ void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
     ctx->tape = tape;
     ctx->scratch = scratch;
     ctx->k_max = k_max;
+    ctx->p_loaded = NULL;
+    ctx->pd_loaded = NULL;
+    ctx->k_loaded = 0;
     memcpy(scratch + 1 + tape->n + tape->m, tape->consts,
            (size_t)tape->n_const * sizeof(double));
     rhs->ctx = ctx;

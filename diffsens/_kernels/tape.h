@@ -131,11 +131,17 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
                  double *dy, double *wy, double *wp);
 
 /* The tape behind the ds_rhs vtable.  Each solve owns one context and its
- * scratch (ds_tape_rhs_scratch() doubles), so solves may run concurrently. */
+ * scratch (ds_tape_rhs_scratch() doubles), so solves may run concurrently.
+ * The parameters (and their jvp seeds) are copied into the scratch when
+ * their pointers change: the contents behind one pointer must stay fixed
+ * while the context is used (true of a solve, which owns those arrays). */
 typedef struct ds_tape_ctx {
     const ds_tape *tape;
     double *scratch;
     int k_max;              /* widest jvp the scratch was sized for */
+    const double *p_loaded; /* the p whose values the scratch holds */
+    const double *pd_loaded;/* the jvp seeds of p the scratch holds */
+    int k_loaded;           /* ... for this many lanes */
 } ds_tape_ctx;
 
 size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max);
