@@ -8,11 +8,14 @@ solve_ivp_sens, SensResult, SensSolution
     The solution and its forward sensitivities dy/dp, dy/dy0.
 trace, TracedRHS, TraceError
     Record a right-hand side once; evaluate it (value, JVP, VJP) in C.
+Dual
+    ForwardDiff-style dual numbers: how a Python ``fun`` gives derivatives.
 OdeResult, OdeSolution
     Result types (scipy-compatible).
 problems
     Built-in test and benchmark problems with reference solutions.
 """
+from ._dual import Dual
 from ._ivp import NATIVE_METHODS, solve_ivp
 from ._result import OdeResult, OdeSolution
 from ._rhs import TracedRHS, TraceError, trace
@@ -20,5 +23,6 @@ from ._sens import SensResult, SensSolution, solve_ivp_sens
 
 __version__ = "0.1.0"
 
-__all__ = ["solve_ivp", "solve_ivp_sens", "SensResult", "SensSolution", "trace", "TracedRHS", "TraceError", "OdeResult",
-           "OdeSolution", "NATIVE_METHODS", "__version__"]
+__all__ = ["solve_ivp", "solve_ivp_sens", "SensResult", "SensSolution", "trace",
+           "TracedRHS", "TraceError", "Dual", "OdeResult", "OdeSolution",
+           "NATIVE_METHODS", "__version__"]
