@@ -278,7 +278,7 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
         rtol = np.repeat(rtol, 2) if rtol.size > 1 else rtol
         atol = np.repeat(atol, 2) if atol.size > 1 else atol
 
-    raw = _core.solve_explicit_rk(
+    raw = _core.solve(
         tableau, fun, t0, tf, y0_real, args, is_complex, bool(vectorized),
         rtol, atol, opt["max_step"], opt["first_step"], t_eval, bool(dense_output),
         events, direction, max_count, opt["max_steps"], opt["stiffness_check"], p)
@@ -312,5 +312,5 @@ def assemble(raw, t0, dtype, t_eval, dense_output, events):
         sol = OdeSolution(ts, raw["seg_t_old"], raw["seg_h"], raw["seg_y_old"],
                           raw["seg_Q"], dtype)
     return OdeResult(t=t, y=y, sol=sol, t_events=t_events, y_events=y_events,
-                     nfev=raw["nfev"], njev=0, nlu=0, status=status,
+                     nfev=raw["nfev"], njev=raw["njev"], nlu=raw["nlu"], status=status,
                      message=message, success=status >= 0)

@@ -43,6 +43,7 @@ class Program:
     lc_weight: np.ndarray   # float64
     outputs: np.ndarray     # int32 (n,)
     n_ops: int
+    autonomous: bool        # t (slot 0) is read by no op and is no output
 
     @property
     def n_blocks(self):
@@ -191,4 +192,11 @@ def schedule(tape):
         lc_slot=frozen(np.asarray(lc_slots, dtype=np.int64), np.int32),
         lc_weight=frozen(np.asarray(lc_weights, dtype=np.float64), np.float64),
         outputs=frozen(renamed(int(s) for s in tape.outputs), np.int32),
-        n_ops=n_ops)
+        n_ops=n_ops, autonomous=_autonomous(fused, live, tape.outputs))
+
+
+def _autonomous(fused, live, outputs):
+    """Whether no live op reads t (slot 0) and no output is t itself."""
+    if any(int(s) == 0 for s in outputs):
+        return False
+    return not any(0 in _reads(fused[i][0], fused[i][1]) for i in live)

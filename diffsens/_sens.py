@@ -250,7 +250,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         y0_aug = np.concatenate([y0, s_seed[:, lanes].T.reshape(-1)])
         rtol_aug = rtol if rtol.size == 1 else np.tile(rtol, k + 1)
         atol_aug = atol if atol.size == 1 else np.tile(atol, k + 1)
-        return _core.solve_explicit_rk(
+        return _core.solve(
             tableau, kernel_fun, t0, tf, y0_aug, (p,) + args, False, False,
             rtol_aug, atol_aug, opt["max_step"], opt["first_step"], t_eval,
             bool(dense_output), events, direction, max_count, opt["max_steps"],

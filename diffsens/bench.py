@@ -163,34 +163,13 @@ def sensitivity_cases(lv):
 
 
 def diffrax_jacfwd(prob, vector_field, solver_name, rtol, atol):
-    """``jax.jacfwd`` of a jit-compiled diffrax solve with ``ForwardMode``,
-    returning (n, m, nt); None when jax/diffrax are not installed."""
-    try:
-        import jax
-        import jax.numpy as jnp
-        import diffrax
-    except ImportError:
+    """``jax.jacfwd`` (``ForwardMode``) of a jit-compiled diffrax solve,
+    returning dy/dp as (n, m, nt); None without jax/diffrax."""
+    solve = _diffrax_solve(prob, vector_field, solver_name, rtol, atol, forward_mode=True)
+    if solve is None:
         return None
-    jax.config.update("jax_enable_x64", True)
-    term = diffrax.ODETerm(vector_field)
-    solver = getattr(diffrax, solver_name)()
-    saveat = diffrax.SaveAt(ts=jnp.asarray(prob.t_eval))
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    t0, t1 = prob.t_span
-
-    def solve(p, y0):
-        return diffrax.diffeqsolve(term, solver, t0=t0, t1=t1, dt0=None, y0=y0, args=p,
-                                   saveat=saveat, max_steps=100_000,
-                                   stepsize_controller=controller,
-                                   adjoint=diffrax.ForwardMode()).ys   # (nt, n)
-
-    jac = jax.jit(jax.jacfwd(solve))
-    y0, p = jnp.asarray(prob.y0), jnp.asarray(prob.p)
-    jac(p, y0).block_until_ready()
-
-    def run():
-        return np.transpose(np.asarray(jac(p, y0).block_until_ready()), (1, 2, 0))
-    return run
+    import jax
+    return _compiled(jax.jacfwd(solve), prob, lambda jac: np.transpose(jac, (1, 2, 0)))
 
 
 def tape_cost_cases():
@@ -237,9 +216,9 @@ def diffrax_lotka_volterra(t, y, p):
     return jnp.stack([a * x - b * x * z, -c * z + d * x * z])
 
 
-def diffrax_solver(prob, vector_field, solver_name, rtol, atol):
-    """A jit-compiled diffrax solve of ``prob`` (float64, PIDController, outputs
-    at ``prob.t_eval``), or None when jax/diffrax are not installed."""
+def _diffrax_solve(prob, vector_field, solver_name, rtol, atol, forward_mode=False):
+    """``solve(p, y0) -> ys (nt, n)``: diffrax at ``prob.t_eval`` (float64,
+    PIDController), not yet jit-compiled; None without jax/diffrax."""
     try:
         import jax
         import jax.numpy as jnp
@@ -251,20 +230,34 @@ def diffrax_solver(prob, vector_field, solver_name, rtol, atol):
     solver = getattr(diffrax, solver_name)()
     saveat = diffrax.SaveAt(ts=jnp.asarray(prob.t_eval))
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    adjoint = diffrax.ForwardMode() if forward_mode else diffrax.RecursiveCheckpointAdjoint()
     t0, t1 = prob.t_span
 
-    @jax.jit
-    def solve(y0, p):
-        return diffrax.diffeqsolve(term, solver, t0=t0, t1=t1, dt0=None, y0=y0,
-                                   args=p, saveat=saveat, max_steps=1_000_000,
+    def solve(p, y0):
+        return diffrax.diffeqsolve(term, solver, t0=t0, t1=t1, dt0=None, y0=y0, args=p,
+                                   saveat=saveat, max_steps=1_000_000, adjoint=adjoint,
                                    stepsize_controller=controller).ys
+    return solve
 
-    y0, p = jnp.asarray(prob.y0), jnp.asarray(prob.p)
-    solve(y0, p).block_until_ready()   # compile outside the timing
+
+def _compiled(fn, prob, convert):
+    """jit ``fn(p, y0)``, compile it outside the timing, return a runner."""
+    import jax
+    import jax.numpy as jnp
+    compiled = jax.jit(fn)
+    p, y0 = jnp.asarray(prob.p), jnp.asarray(prob.y0)
+    compiled(p, y0).block_until_ready()
 
     def run():
-        return np.asarray(solve(y0, p).block_until_ready()).T
+        return convert(np.asarray(compiled(p, y0).block_until_ready()))
     return run
+
+
+def diffrax_solver(prob, vector_field, solver_name, rtol, atol):
+    """A jit-compiled diffrax solve of ``prob`` returning (n, nt), or None
+    when jax/diffrax are not installed."""
+    solve = _diffrax_solve(prob, vector_field, solver_name, rtol, atol)
+    return None if solve is None else _compiled(solve, prob, lambda ys: ys.T)
 
 
 def _error(value, reference):

@@ -24,13 +24,14 @@ from libc.string cimport memcpy
 
 from diffsens._kernels.kernels cimport (
     DS_CALLBACK_STOP, DS_FAILED, DS_FINISHED, DS_NEED_SPACE, DS_TERMINATED,
-    DS_YIELD, ds_erk_init, ds_erk_problem, ds_erk_run, ds_erk_solver,
-    ds_erk_tableau, ds_erk_workspace_size, ds_events, ds_output, ds_rhs,
+    DS_YIELD, ds_solver_init, ds_problem, ds_run, ds_solver,
+    ds_erk_tableau, ds_workspace_size, ds_events, ds_output, ds_rhs,
     ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
     ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
     ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
-    ds_sens_rhs_init,
+    ds_sens_rhs_init, ds_ros_tableau, ds_lapack,
 )
+from scipy.linalg.cython_lapack cimport dgetrf, dgetrs
 
 from diffsens._dual cimport seed_into, split_into
 
@@ -69,6 +70,7 @@ cdef class PythonRHS(RHSFrontEnd):
     cdef object out_dtype
     cdef PyObject **stack       # vectorcall arguments: t, y, *args
     cdef Py_ssize_t nargs
+    cdef object jac
     # dual-number evaluation (sensitivities): fun(t, y_dual, p_dual, *extra)
     cdef object y_dual, p_dual
     cdef cnp.ndarray p_values
@@ -104,23 +106,45 @@ cdef class PythonRHS(RHSFrontEnd):
     def __dealloc__(self):
         free(self.stack)
 
+    def enable_jac(self, jac):
+        """A user's ``jac(t, y, *args)`` (array (n, n)) as the vtable's jac."""
+        self.jac = jac
+        self.c.jac = _python_jac
+
+    cdef int evaluate_jac(self, double t, const double *y, double *J) except -1:
+        memcpy(cnp.PyArray_DATA(self.ybuf), y, self.n_real * sizeof(double))
+        out = np.asarray(self.jac(t, self.ycall, *self.args), dtype=np.float64)
+        if out.shape != (self.n_user, self.n_user):
+            raise ValueError(f"`jac` is expected to return a matrix of shape "
+                             f"({self.n_user}, {self.n_user}), but actually "
+                             f"returned {out.shape}.")
+        cdef cnp.ndarray colmajor = np.asfortranarray(out)
+        memcpy(J, cnp.PyArray_DATA(colmajor), self.n_user * self.n_user * sizeof(double))
+        return 0
+
     def enable_duals(self, p, tuple extra_args):
-        """Offer jvp by running fun on `diffsens.Dual` arrays for y and p."""
-        self.p_values = np.ascontiguousarray(p, dtype=np.float64)
+        """Offer jvp by running fun on `diffsens.Dual` arrays for y and p
+        (``p`` None: fun(t, y, *args) with duals for y alone)."""
         self.extra_args = extra_args
         self.y_dual = np.empty(self.n_user, dtype=object)
-        self.p_dual = np.empty(self.p_values.shape[0], dtype=object)
-        self.c.m = <int>self.p_values.shape[0]
+        if p is not None:
+            self.p_values = np.ascontiguousarray(p, dtype=np.float64)
+            self.p_dual = np.empty(self.p_values.shape[0], dtype=object)
+            self.c.m = <int>self.p_values.shape[0]
         self.c.jvp = _python_jvp
 
     cdef int evaluate_dual(self, double t, const double *y, int k,
                            const double *yd, const double *pd, double *dy,
                            double *dyd) except -1:
         seed_into(self.y_dual, y, yd, self.n_user, k)
-        seed_into(self.p_dual, <const double *>cnp.PyArray_DATA(self.p_values), pd,
-                  self.p_values.shape[0], k)
+        if self.p_values is not None:
+            seed_into(self.p_dual, <const double *>cnp.PyArray_DATA(self.p_values), pd,
+                      self.p_values.shape[0], k)
         try:
-            out = self.fun(t, self.y_dual, self.p_dual, *self.extra_args)
+            if self.p_values is None:
+                out = self.fun(t, self.y_dual, *self.extra_args)
+            else:
+                out = self.fun(t, self.y_dual, self.p_dual, *self.extra_args)
         except (TypeError, ValueError) as exc:
             if "Dual" not in str(exc):
                 raise       # the user's own error, unchanged
@@ -191,6 +215,28 @@ cdef int _python_jvp(void *ctx, double t, const double *y, const double *p,
         rhs.error = exc
         return 1
     return 0
+
+
+cdef int _python_jac(void *ctx, double t, const double *y, const double *p,
+                     double *J) noexcept:
+    cdef PythonRHS rhs = <PythonRHS>ctx
+    try:
+        rhs.evaluate_jac(t, y, J)
+    except BaseException as exc:
+        rhs.error = exc
+        return 1
+    return 0
+
+
+def _duals_work(fun, double t0, y0, tuple args):
+    """Whether fun(t, y, *args) evaluates on dual numbers (one trial call)."""
+    from diffsens._dual import seed, split
+    n = y0.shape[0]
+    try:
+        split(fun(t0, seed(np.asarray(y0, dtype=np.float64), np.eye(n)), *args), n, n)
+    except Exception:
+        return False
+    return True
 
 
 cdef class DualFunction:
@@ -541,16 +587,53 @@ cdef class CTableau:
         return <const double *>cnp.PyArray_DATA(arr)
 
 
+cdef class CRosTableau:
+    """A Rosenbrock tableau (``diffsens._rosenbrock_tableaus``) as a C struct."""
+    cdef ds_ros_tableau c
+    cdef list keep
+    cdef public object source
+
+    def __cinit__(self, tableau):
+        self.source = tableau
+        self.keep = []
+        self.c.s = <int>tableau.a.shape[0]
+        self.c.q = <int>tableau.H.shape[0]
+        self.c.order = tableau.order
+        self.c.error_order = tableau.error_order
+        self.c.gamma = tableau.gamma
+        self.c.a = self._hold(tableau.a)
+        self.c.c = self._hold(tableau.c)
+        self.c.alpha = self._hold(tableau.alpha)
+        self.c.gammas = self._hold(tableau.gammas)
+        self.c.m = self._hold(tableau.m)
+        self.c.e = self._hold(tableau.e)
+        self.c.H = self._hold(tableau.H)
+
+    cdef const double *_hold(self, a) except NULL:
+        cdef cnp.ndarray arr = np.ascontiguousarray(a, dtype=np.float64)
+        if arr.size == 0:
+            arr = np.zeros(1)
+        self.keep.append(arr)
+        return <const double *>cnp.PyArray_DATA(arr)
+
+
 _tableau_cache = {}
 
 
-cdef CTableau c_tableau(tableau):
+cdef object c_tableau(tableau):
+    """The C struct of a tableau (explicit RK or Rosenbrock), cached."""
     key = tableau.name
     cached = _tableau_cache.get(key)
     if cached is None or cached.source is not tableau:
-        cached = CTableau(tableau)
+        cached = CRosTableau(tableau) if hasattr(tableau, "gamma") else CTableau(tableau)
         _tableau_cache[key] = cached
     return cached
+
+
+# scipy's LAPACK, handed to the C kernels as function pointers
+cdef ds_lapack LAPACK
+LAPACK.dgetrf = dgetrf
+LAPACK.dgetrs = dgetrs
 
 
 # ---------------------------------------------------------------------------
@@ -626,14 +709,19 @@ cdef cnp.ndarray grow(cnp.ndarray old, Py_ssize_t rows, object width,
 # The solve
 # ---------------------------------------------------------------------------
 
-def solve_explicit_rk(tableau, fun, double t0, double t_bound,
-                      cnp.ndarray y0, tuple args, bint is_complex,
-                      bint vectorized, cnp.ndarray rtol, cnp.ndarray atol,
-                      double max_step, double first_step, t_eval,
-                      bint dense_output, events, event_direction,
-                      event_max_count, long max_steps, bint stiffness_check,
-                      p=None, int sens_lanes=0, p_seed=None, int norm_n=0):
-    """Run an explicit RK solve in C; inputs are validated by the caller.
+def solve(tableau, fun, double t0, double t_bound,
+          cnp.ndarray y0, tuple args, bint is_complex,
+          bint vectorized, cnp.ndarray rtol, cnp.ndarray atol,
+          double max_step, double first_step, t_eval,
+          bint dense_output, events, event_direction,
+          event_max_count, long max_steps, bint stiffness_check,
+          p=None, int sens_lanes=0, p_seed=None, int norm_n=0, jac=None,
+          mass=None):
+    """Run a solve in C (explicit RK or Rosenbrock tableau); inputs are
+    validated by the caller.
+
+    ``jac`` (a user's ``jac(t, y, *args)``) and ``mass`` (an (n, n) matrix)
+    serve the Rosenbrock methods.
 
     ``fun`` is a Python callable or a `TapeFunction` (then ``p`` holds its
     parameters and, without Python events, the GIL is released for the whole
@@ -646,7 +734,7 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
     ``sens.h``), ``y0`` holds all n (1 + k) initial values, ``p_seed`` (m, k)
     the parameter directions, and error control covers ``y[:norm_n]`` (0: all).
     """
-    cdef CTableau tab = c_tableau(tableau)
+    method = c_tableau(tableau)
     cdef Py_ssize_t n_user = y0.shape[0] // ((2 if is_complex else 1) * (1 + sens_lanes))
     cdef RHSFrontEnd rhs
     cdef cnp.ndarray pc = None
@@ -654,8 +742,12 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
     cdef ds_sens_ctx sens_ctx
     cdef ds_rhs sens_rhs
     cdef cnp.ndarray seed = None
+    cdef bint rosenbrock = isinstance(method, CRosTableau)
+    cdef cnp.ndarray massc = None
     if isinstance(fun, TapeFunction):
-        rhs = TapeRHS(fun, max(sens_lanes, 1))
+        # a Rosenbrock Jacobian is one jvp of n lanes
+        rhs = TapeRHS(fun, max(sens_lanes, y0.shape[0] if rosenbrock else 1, 1))
+        rhs.c.autonomous = (<TapeFunction>fun).tape.autonomous
         if (<TapeFunction>fun).m:
             pc = _vector(p, (<TapeFunction>fun).m, "p")
         release_gil = not events
@@ -664,10 +756,16 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
         (<PythonRHS>rhs).enable_duals(p, (<DualFunction>fun).extra_args)
     else:
         rhs = PythonRHS(fun, n_user, is_complex, vectorized, args)
+        if jac is not None:
+            (<PythonRHS>rhs).enable_jac(jac)
+        elif rosenbrock and not is_complex and _duals_work(fun, t0, y0, args):
+            (<PythonRHS>rhs).enable_duals(None, args)   # exact Jacobians
+    if mass is not None:
+        massc = np.asfortranarray(mass, dtype=np.float64)
     cdef PythonEvents ev = None
     cdef int n_events = 0
-    cdef ds_erk_problem pb
-    cdef ds_erk_solver S
+    cdef ds_problem pb
+    cdef ds_solver S
     cdef cnp.ndarray y0c = np.ascontiguousarray(y0, dtype=np.float64)
     cdef cnp.ndarray rtolc = np.ascontiguousarray(rtol, dtype=np.float64)
     cdef cnp.ndarray atolc = np.ascontiguousarray(atol, dtype=np.float64)
@@ -682,7 +780,18 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
     if t_eval is not None:
         t_evalc = np.ascontiguousarray(t_eval, dtype=np.float64)
 
-    pb.tab = &tab.c
+    if rosenbrock:
+        pb.erk = NULL
+        pb.ros = &(<CRosTableau>method).c
+        pb.lapack = &LAPACK
+        pb.mass = NULL if massc is None else <const double *>cnp.PyArray_DATA(massc)
+        dense_degree = pb.ros.q + 1
+    else:
+        pb.erk = &(<CTableau>method).c
+        pb.ros = NULL
+        pb.lapack = NULL
+        pb.mass = NULL
+        dense_degree = pb.erk.d
     pb.rhs = &rhs.c
     if sens_lanes > 0:
         if rhs.c.jvp == NULL:
@@ -714,19 +823,19 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
 
     n_real = y0c.shape[0]
     points = max(t_evalc.shape[0], 1) if t_evalc is not None else 64
-    cdef OutputBuffers out = OutputBuffers(n_real, tab.c.d, points,
+    cdef OutputBuffers out = OutputBuffers(n_real, dense_degree, points,
                                            dense_output, 64, n_events)
-    cdef void *work = malloc(ds_erk_workspace_size(&tab.c, <int>n_real, n_events))
+    cdef void *work = malloc(ds_workspace_size(&pb))
     if work == NULL:
         raise MemoryError()
     try:
-        ds_erk_init(&S, &pb, work)
+        ds_solver_init(&S, &pb, work)
         while True:
             if release_gil:
                 with nogil:
-                    rc = ds_erk_run(&S, &out.c)
+                    rc = ds_run(&S, &out.c)
             else:   # every stage calls back into Python anyway
-                rc = ds_erk_run(&S, &out.c)
+                rc = ds_run(&S, &out.c)
             if rc == DS_NEED_SPACE:
                 out.make_room(n_events)
             elif rc == DS_YIELD:
@@ -751,13 +860,15 @@ def solve_explicit_rk(tableau, fun, double t0, double t_bound,
         "t": out.t[:n_pts],
         "y": out.y[:n_pts],
         "nfev": S.nfev,
+        "njev": S.njev,
+        "nlu": S.nlu,
         "n_accepted": S.n_accepted,
         "n_rejected": S.n_rejected,
     }
     if dense_output:
         raw.update(seg_t_old=out.seg_t_old[:n_seg], seg_h=out.seg_h[:n_seg],
                    seg_t_end=out.seg_t_end[:n_seg], seg_y_old=out.seg_y_old[:n_seg],
-                   seg_Q=out.seg_Q[:n_seg].reshape(n_seg, n_real, tab.c.d))
+                   seg_Q=out.seg_Q[:n_seg].reshape(n_seg, n_real, dense_degree))
     if n_events:
         raw.update(ev_which=out.ev_which[:n_ev], ev_t=out.ev_t[:n_ev],
                    ev_y=out.ev_y[:n_ev])

@@ -29,17 +29,39 @@ static double *carve(char **cursor, size_t count)
     return p;
 }
 
-size_t ds_erk_workspace_size(const ds_erk_tableau *tab, int n, int n_events)
+static int dense_degree(const ds_problem *pb)
 {
-    size_t doubles = 6 * (size_t)n
-                     + (size_t)ds_erk_stage_count(tab) * n
-                     + (size_t)tab->d * n
-                     + 3 * (size_t)n_events;
+    return pb->erk ? pb->erk->d : pb->ros->q + 1;
+}
+
+/* Stage vectors: the RK stages, or for Rosenbrock f0 and a spare. */
+static size_t stage_doubles(const ds_problem *pb, int n)
+{
+    return (pb->erk ? (size_t)ds_erk_stage_count(pb->erk) : 2) * n;
+}
+
+static size_t rosenbrock_doubles(const ds_problem *pb, int n)
+{
+    if (!pb->ros)
+        return 0;
+    return 2 * (size_t)n * n                 /* J, W */
+           + (size_t)pb->ros->s * n          /* U */
+           + 3 * (size_t)n                   /* dfdt, err, ipiv */
+           + ds_ros_jacobian_scratch(n);
+}
+
+size_t ds_workspace_size(const ds_problem *pb)
+{
+    const int n = pb->rhs->n;
+    const int n_events = pb->events ? pb->events->count : 0;
+    size_t doubles = 6 * (size_t)n + stage_doubles(pb, n)
+                     + (size_t)dense_degree(pb) * n + 3 * (size_t)n_events
+                     + rosenbrock_doubles(pb, n);
     /* two int arrays per event, stored in double-sized slots for alignment */
     return (doubles + 2 * (size_t)n_events) * sizeof(double);
 }
 
-void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb, void *work)
+void ds_solver_init(ds_solver *S, const ds_problem *pb, void *work)
 {
     memset(S, 0, sizeof(*S));
     S->pb = *pb;
@@ -48,38 +70,49 @@ void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb, void *work)
     char *cur = (char *)work;
     S->n = n;
     S->n_norm = pb->norm_n > 0 && pb->norm_n < n ? pb->norm_n : n;
+    S->d = dense_degree(pb);
+    S->error_order = pb->erk ? pb->erk->error_order : pb->ros->error_order;
     S->y = carve(&cur, n);
     S->y_old = carve(&cur, n);
     S->y_new = carve(&cur, n);
     S->ytmp = carve(&cur, n);
     S->y_stiff = carve(&cur, n);
     S->yev = carve(&cur, n);
-    S->K = carve(&cur, (size_t)ds_erk_stage_count(pb->tab) * n);
-    S->Q = carve(&cur, (size_t)pb->tab->d * n);
+    S->K = carve(&cur, stage_doubles(pb, n));
+    S->Q = carve(&cur, (size_t)S->d * n);
     S->g_old = carve(&cur, ne);
     S->g_new = carve(&cur, ne);
     S->roots = carve(&cur, ne);
     S->active = (int *)carve(&cur, ne);
     S->count = (int *)carve(&cur, ne);
+    if (pb->ros) {
+        S->J = carve(&cur, (size_t)n * n);
+        S->W = carve(&cur, (size_t)n * n);
+        S->U = carve(&cur, (size_t)pb->ros->s * n);
+        S->dfdt = carve(&cur, n);
+        S->err = carve(&cur, n);
+        S->ipiv = (int *)carve(&cur, n);
+        S->jac_scratch = carve(&cur, ds_ros_jacobian_scratch(n));
+    }
     memset(S->count, 0, (size_t)ne * sizeof(int));
     memcpy(S->y, pb->y0, (size_t)n * sizeof(double));
     S->t = pb->t0;
     S->direction = pb->t_bound >= pb->t0 ? 1 : -1;
-    S->qold_pow = pow(CTRL_QOLD_FLOOR, 0.4 / (pb->tab->error_order + 1.0));
+    S->qold_pow = pow(CTRL_QOLD_FLOOR, 0.4 / (S->error_order + 1.0));
 }
 
-static int fail(ds_erk_solver *S, const char *message)
+static int fail(ds_solver *S, const char *message)
 {
     snprintf(S->message, sizeof(S->message), "%s", message);
     return DS_FAILED;
 }
 
-static double atol_at(const ds_erk_problem *pb, int q)
+static double atol_at(const ds_problem *pb, int q)
 {
     return pb->atol[pb->atol_len == 1 ? 0 : q];
 }
 
-static double rtol_at(const ds_erk_problem *pb, int q)
+static double rtol_at(const ds_problem *pb, int q)
 {
     return pb->rtol[pb->rtol_len == 1 ? 0 : q];
 }
@@ -93,9 +126,9 @@ static int all_finite(int n, const double *x)
 }
 
 /* Hairer, Norsett & Wanner (1993), II.4, as in scipy's select_initial_step. */
-static int initial_step(ds_erk_solver *S, double *h_out)
+static int initial_step(ds_solver *S, double *h_out)
 {
-    const ds_erk_problem *pb = &S->pb;
+    const ds_problem *pb = &S->pb;
     const int n = S->n, nn = S->n_norm;
     const double *f0 = S->K;
     double *f1 = S->K + n, *y1 = S->ytmp;
@@ -126,14 +159,14 @@ static int initial_step(ds_erk_solver *S, double *h_out)
     if (d1 <= 1e-15 && d2 <= 1e-15)
         h1 = fmax(1e-6, h0 * 1e-3);
     else
-        h1 = pow(0.01 / fmax(d1, d2), 1.0 / (pb->tab->error_order + 1));
+        h1 = pow(0.01 / fmax(d1, d2), 1.0 / (S->error_order + 1));
     *h_out = fmin(fmin(100 * h0, h1), fmin(interval, pb->max_step));
     return 0;
 }
 
-static int start(ds_erk_solver *S, ds_output *out)
+static int start(ds_solver *S, ds_output *out)
 {
-    const ds_erk_problem *pb = &S->pb;
+    const ds_problem *pb = &S->pb;
     const int n = S->n;
     if (pb->t_eval == NULL) {   /* scipy's results always start with (t0, y0) */
         out->t[out->len] = S->t;
@@ -161,11 +194,11 @@ static int start(ds_erk_solver *S, ds_output *out)
 
 /* Stiffness test on an accepted step; returns nonzero when the problem has
  * been stability-limited for STIFF_HITS steps in a row. */
-static int looks_stiff(ds_erk_solver *S, double h)
+static int looks_stiff(ds_solver *S, double h)
 {
-    const ds_erk_tableau *tab = S->pb.tab;
+    const ds_erk_tableau *tab = S->pb.erk;
     const int n = S->n;
-    if (!S->pb.stiffness_check || tab->stiffness_stage < 0)
+    if (!S->pb.stiffness_check || tab == NULL || tab->stiffness_stage < 0)
         return 0;
     if ((S->n_accepted + 1) % NSTIFF != 0 && S->stiff_hits == 0)
         return 0;
@@ -196,20 +229,85 @@ static int looks_stiff(ds_erk_solver *S, double h)
     return 0;
 }
 
-/* One accepted step (rejections retried inside).  On return the state has
- * advanced: t_old/y_old hold the start, t/y the end, K the step's stages. */
-static int advance(ds_erk_solver *S, double *h_taken)
+/* RMS of err / (atol + rtol max(|y|, |y_new|)) over the controlled components. */
+static double weighted_rms(const ds_solver *S, const double *err)
 {
-    const ds_erk_problem *pb = &S->pb;
-    const ds_erk_tableau *tab = pb->tab;
-    const int n = S->n, dir = S->direction;
-    const int uses_last = ds_erk_error_uses_last_stage(tab);
-    const double q_exp = tab->error_order + 1.0;
+    const ds_problem *pb = &S->pb;
+    double sum = 0.0;
+    for (int q = 0; q < S->n_norm; ++q) {
+        const double scale = atol_at(pb, q)
+                             + rtol_at(pb, q) * fmax(fabs(S->y[q]), fabs(S->y_new[q]));
+        const double r = err[q] / scale;
+        sum += r * r;
+    }
+    return sqrt(sum / S->n_norm);
+}
+
+enum { ATTEMPT_SINGULAR = 1 };
+
+/* One trial step of size h from (t, y): y_new and the error norm. */
+static int attempt(ds_solver *S, double t, double h, double *err_norm)
+{
+    const ds_problem *pb = &S->pb;
+    if (pb->erk) {
+        if (ds_erk_step(pb->erk, pb->rhs, pb->p, t, S->y, h, S->K, S->ytmp,
+                        S->y_new, S->y_stiff, ds_erk_error_uses_last_stage(pb->erk),
+                        &S->nfev))
+            return DS_CALLBACK_STOP;
+        *err_norm = ds_erk_error_norm(pb->erk, S->n_norm, S->n, h, S->K, S->y,
+                                      S->y_new, pb->rtol, pb->rtol_len, pb->atol,
+                                      pb->atol_len);
+        return 0;
+    }
+    const ds_ros_tableau *ros = pb->ros;
+    if (!S->jac_fresh) {   /* one Jacobian per step: rejections reuse it */
+        if (ds_ros_jacobian(pb->rhs, pb->p, t, S->y, S->K, S->J, S->dfdt,
+                            S->jac_scratch, &S->nfev, &S->njev))
+            return DS_CALLBACK_STOP;
+        S->jac_fresh = 1;
+    }
+    ++S->nlu;
+    if (ds_ros_factor(pb->lapack, S->n, ros->gamma * h, pb->mass, S->J, S->W,
+                      S->ipiv) != 0)
+        return ATTEMPT_SINGULAR;
+    if (ds_ros_step(ros, pb->rhs, pb->lapack, pb->p, pb->mass, t, S->y, S->K,
+                    S->dfdt, h, S->W, S->ipiv, S->U, S->ytmp, S->K + S->n,
+                    S->y_new, S->err, &S->nfev))
+        return DS_CALLBACK_STOP;
+    *err_norm = weighted_rms(S, S->err);
+    return 0;
+}
+
+/* After an accepted step: the derivative at its end, where the next step
+ * starts (for RK methods whose error estimate did not need it). */
+static int finish_step(ds_solver *S, double t_new)
+{
+    const ds_problem *pb = &S->pb;
+    double *target;
+    if (pb->erk) {
+        if (ds_erk_error_uses_last_stage(pb->erk))
+            return 0;
+        target = S->K + (size_t)pb->erk->s * S->n;
+    } else {
+        target = S->K + S->n;   /* moved into K[0] once the step is recorded */
+        S->jac_fresh = 0;
+    }
+    ++S->nfev;
+    return pb->rhs->f(pb->rhs->ctx, t_new, S->y_new, pb->p, target) ? DS_CALLBACK_STOP : 0;
+}
+
+/* One accepted step (rejections retried inside).  On return the state has
+ * advanced: t_old/y_old hold the start, t/y the end, K (or U) the stages. */
+static int advance(ds_solver *S, double *h_taken)
+{
+    const ds_problem *pb = &S->pb;
+    const int dir = S->direction;
+    const double q_exp = S->error_order + 1.0;
     const double beta1 = 0.7 / q_exp, beta2 = 0.4 / q_exp;
     const double t = S->t;
     const double min_step = 10.0 * fabs(nextafter(t, dir * INFINITY) - t);
     double h_abs = S->h_abs, h = 0.0, t_new = t, h_next = 0.0;
-    int rejected = 0;
+    int rejected = 0, singular = 0, rc;
 
     if (S->n_accepted >= pb->max_steps) {
         snprintf(S->message, sizeof(S->message),
@@ -225,15 +323,20 @@ static int advance(ds_erk_solver *S, double *h_taken)
 
     for (;;) {
         if (h_abs < min_step) {
-            if (S->saw_nonfinite) {
+            if (singular)
+                snprintf(S->message, sizeof(S->message),
+                         "Required step size is less than spacing between "
+                         "numbers: the matrix M/(gamma h) - J stayed singular "
+                         "near t = %.17g.", t);
+            else if (S->saw_nonfinite)
                 snprintf(S->message, sizeof(S->message),
                          "Required step size is less than spacing between "
                          "numbers: `fun` kept returning non-finite values "
                          "near t = %.17g.", t);
-                return DS_FAILED;
-            }
-            return fail(S, "Required step size is less than spacing between "
-                           "numbers.");
+            else
+                snprintf(S->message, sizeof(S->message),
+                         "Required step size is less than spacing between numbers.");
+            return DS_FAILED;
         }
         h = h_abs * dir;
         t_new = t + h;
@@ -242,15 +345,15 @@ static int advance(ds_erk_solver *S, double *h_taken)
         h = t_new - t;
         h_abs = fabs(h);
 
-        if (ds_erk_step(tab, pb->rhs, pb->p, t, S->y, h, S->K, S->ytmp,
-                        S->y_new, S->y_stiff, uses_last, &S->nfev))
-            return DS_CALLBACK_STOP;
-        const double err = ds_erk_error_norm(tab, S->n_norm, n, h, S->K, S->y, S->y_new,
-                                             pb->rtol, pb->rtol_len, pb->atol,
-                                             pb->atol_len);
-        if (!isfinite(err)) {
-            /* An overflow or a pole in a trial stage: retry much smaller. */
-            S->saw_nonfinite = 1;
+        double err = 0.0;
+        rc = attempt(S, t, h, &err);
+        if (rc == DS_CALLBACK_STOP)
+            return rc;
+        if (rc == ATTEMPT_SINGULAR || !isfinite(err)) {
+            /* a singular W, an overflow or a pole in a trial stage: retry
+             * much smaller */
+            singular |= rc == ATTEMPT_SINGULAR;
+            S->saw_nonfinite |= rc != ATTEMPT_SINGULAR;
             ++S->n_rejected;
             h_abs *= CTRL_QMIN;
             rejected = 1;
@@ -271,12 +374,8 @@ static int advance(ds_erk_solver *S, double *h_taken)
         rejected = 1;
     }
 
-    if (!uses_last) {
-        ++S->nfev;
-        if (pb->rhs->f(pb->rhs->ctx, t_new, S->y_new, pb->p,
-                       S->K + (size_t)tab->s * n))
-            return DS_CALLBACK_STOP;
-    }
+    if ((rc = finish_step(S, t_new)))
+        return rc;
     if (looks_stiff(S, h))
         return DS_FAILED;
 
@@ -298,28 +397,33 @@ typedef struct dense_state {
 } dense_state;
 
 /* Builds this step's interpolant on first use (extra stages cost nfev). */
-static int need_dense(ds_erk_solver *S, dense_state *ds)
+static int need_dense(ds_solver *S, dense_state *ds)
 {
     if (ds->ready)
         return 0;
-    const ds_erk_problem *pb = &S->pb;
-    if (ds_erk_extra_stages(pb->tab, pb->rhs, pb->p, S->t_old, S->y_old, ds->h,
+    const ds_problem *pb = &S->pb;
+    if (pb->ros) {
+        ds_ros_dense_coefficients(pb->ros, S->n, S->y_old, S->y, S->U, S->Q);
+        ds->ready = 1;
+        return 0;
+    }
+    if (ds_erk_extra_stages(pb->erk, pb->rhs, pb->p, S->t_old, S->y_old, ds->h,
                             S->K, S->ytmp, &S->nfev))
         return DS_CALLBACK_STOP;
-    ds_erk_dense_coefficients(pb->tab, S->n, ds->h, S->K, S->Q);
+    ds_erk_dense_coefficients(pb->erk, S->n, ds->h, S->K, S->Q);
     ds->ready = 1;
     return 0;
 }
 
-static void dense_at(const ds_erk_solver *S, const dense_state *ds, double t,
+static void dense_at(const ds_solver *S, const dense_state *ds, double t,
                      double *out)
 {
-    ds_dense_eval(S->n, S->pb.tab->d, S->y_old, S->Q, (t - S->t_old) / ds->h,
+    ds_dense_eval(S->n, S->d, S->y_old, S->Q, (t - S->t_old) / ds->h,
                   out);
 }
 
 /* g_which(t, y(t)) on the interpolant. */
-static int event_on_dense(ds_erk_solver *S, const dense_state *ds, int which,
+static int event_on_dense(ds_solver *S, const dense_state *ds, int which,
                           double t, double *value)
 {
     dense_at(S, ds, t, S->yev);
@@ -328,7 +432,7 @@ static int event_on_dense(ds_erk_solver *S, const dense_state *ds, int which,
 
 /* Brent's method (bisection, secant and inverse quadratic interpolation),
  * with scipy.optimize.brentq's tolerances xtol = rtol = 4 eps. */
-static int event_root(ds_erk_solver *S, const dense_state *ds, int which,
+static int event_root(ds_solver *S, const dense_state *ds, int which,
                       double a, double b, double *root)
 {
     double xpre = a, xcur = b, fpre, fcur, xblk = 0.0, fblk = 0.0;
@@ -389,7 +493,7 @@ static int event_root(ds_erk_solver *S, const dense_state *ds, int which,
 
 /* scipy's handle_events: roots of the active events on this step; if one
  * reaches its count, keep the roots up to the first such one and stop there. */
-static int handle_events(ds_erk_solver *S, dense_state *ds, ds_output *out,
+static int handle_events(ds_solver *S, dense_state *ds, ds_output *out,
                          double *t_stop, int *terminate)
 {
     const ds_events *ev = S->pb.events;
@@ -454,10 +558,10 @@ static int handle_events(ds_erk_solver *S, dense_state *ds, ds_output *out,
 }
 
 /* Everything an accepted step produces: interpolant, events, output points. */
-static int record_step(ds_erk_solver *S, ds_output *out, double h, int *terminate)
+static int record_step(ds_solver *S, ds_output *out, double h, int *terminate)
 {
-    const ds_erk_problem *pb = &S->pb;
-    const int n = S->n, d = pb->tab->d;
+    const ds_problem *pb = &S->pb;
+    const int n = S->n, d = S->d;
     dense_state ds = {0, h};
     double t_stop = S->t;
     const double *y_stop = S->y;
@@ -509,10 +613,12 @@ static int record_step(ds_erk_solver *S, ds_output *out, double h, int *terminat
     return 0;
 }
 
-int ds_erk_run(ds_erk_solver *S, ds_output *out)
+int ds_run(ds_solver *S, ds_output *out)
 {
-    const ds_erk_problem *pb = &S->pb;
-    const int n = S->n, s = pb->tab->s;
+    const ds_problem *pb = &S->pb;
+    const int n = S->n;
+    /* where the next step's f(t, y) sits: RK's last stage, Rosenbrock's spare */
+    const size_t next_f = (pb->erk ? (size_t)pb->erk->s : 1) * (size_t)n;
     const int n_events = pb->events ? pb->events->count : 0;
     long since_yield = 0;
     int rc;
@@ -537,7 +643,7 @@ int ds_erk_run(ds_erk_solver *S, ds_output *out)
         if ((rc = record_step(S, out, h, &terminate)))
             return rc;
         /* first same as last: the next step's k_0 */
-        memcpy(S->K, S->K + (size_t)s * n, (size_t)n * sizeof(double));
+        memcpy(S->K, S->K + next_f, (size_t)n * sizeof(double));
         ++since_yield;
         if (terminate)
             return DS_TERMINATED;

@@ -1,12 +1,13 @@
 /*
- * The adaptive driver: one state machine for every explicit RK tableau.
+ * The adaptive driver: one state machine for every method, explicit
+ * Runge-Kutta or Rosenbrock (a method supplies its step and its dense output).
  *
  * It owns what scipy's OdeSolver/solve_ivp own (initial step, step-size
  * control, t_eval through dense output, events found by root-finding on the
  * dense output, counters, status) and never allocates: the caller sizes the
- * workspace with ds_erk_workspace_size() and the output buffers itself.
+ * workspace with ds_workspace_size() and the output buffers itself.
  *
- * ds_erk_run() is resumable.  It returns DS_NEED_SPACE before a step when an
+ * ds_run() is resumable.  It returns DS_NEED_SPACE before a step when an
  * output buffer could overflow (grow it, call again) and DS_YIELD every
  * `yield_every` accepted steps (check for Ctrl-C, call again).
  */
@@ -15,6 +16,7 @@
 
 #include "erk.h"
 #include "rhs.h"
+#include "rosenbrock.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,8 +55,11 @@ typedef struct ds_output {
     long ev_len, ev_cap;
 } ds_output;
 
-typedef struct ds_erk_problem {
-    const ds_erk_tableau *tab;
+typedef struct ds_problem {
+    const ds_erk_tableau *erk;  /* the method: an explicit RK tableau, or */
+    const ds_ros_tableau *ros;  /* a Rosenbrock one (then erk is NULL) */
+    const ds_lapack *lapack;    /* for Rosenbrock: dgetrf / dgetrs */
+    const double *mass;         /* Rosenbrock: n x n column-major, NULL = I */
     const ds_rhs *rhs;
     const double *p;          /* parameters handed to rhs->f (may be NULL) */
     double t0, t_bound;
@@ -72,30 +77,34 @@ typedef struct ds_erk_problem {
     const double *t_eval;     /* in integration order, or NULL */
     long n_eval;
     const ds_events *events;  /* or NULL */
-} ds_erk_problem;
+} ds_problem;
 
-typedef struct ds_erk_solver {
-    ds_erk_problem pb;
+typedef struct ds_solver {
+    ds_problem pb;
     int n, n_norm, direction, started, done;
+    int d, error_order;       /* dense-output degree, embedded order */
+    int jac_fresh;            /* Rosenbrock: J, df/dt belong to (t, y) */
     double t, t_old, h_abs;
     double qold_pow;          /* PI memory: (last accepted error)^beta2 */
     double *y, *y_old, *y_new, *ytmp, *y_stiff, *K, *Q, *yev;
     double *g_old, *g_new, *roots;
+    double *J, *W, *U, *dfdt, *err, *jac_scratch;   /* Rosenbrock */
+    int *ipiv;
     int *active, *count;
     long t_eval_i;
-    long nfev, n_accepted, n_rejected;
+    long nfev, njev, nlu, n_accepted, n_rejected;
     int saw_nonfinite, stiff_hits, nonstiff_run;
     char message[320];
-} ds_erk_solver;
+} ds_solver;
 
-/* Bytes of workspace for a problem of n states and n_events events. */
-size_t ds_erk_workspace_size(const ds_erk_tableau *tab, int n, int n_events);
+/* Bytes of workspace a problem needs. */
+size_t ds_workspace_size(const ds_problem *pb);
 
 /* Binds the problem and carves the workspace (aligned to 8 bytes). */
-void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb, void *work);
+void ds_solver_init(ds_solver *S, const ds_problem *pb, void *work);
 
 /* Advances until finished, failed, or a resumable return (see above). */
-int ds_erk_run(ds_erk_solver *S, ds_output *out);
+int ds_run(ds_solver *S, ds_output *out);
 
 #ifdef __cplusplus
 }

@@ -12,13 +12,18 @@ cdef extern from "rhs.h":
                               const double *p, const double *w, double *dy,
                               double *wy, double *wp) noexcept
 
+    ctypedef int (*ds_jac_fn)(void *ctx, double t, const double *y,
+                              const double *p, double *J) noexcept
+
     ctypedef struct ds_rhs:
         void *ctx
         int n
         int m
+        int autonomous
         ds_f_fn f
         ds_jvp_fn jvp
         ds_vjp_fn vjp
+        ds_jac_fn jac
 
 
 cdef extern from "erk.h":
@@ -40,6 +45,32 @@ cdef extern from "erk.h":
         double stability_boundary
 
     int ds_erk_stage_count(const ds_erk_tableau *tab) nogil
+
+
+cdef extern from "rosenbrock.h":
+    ctypedef struct ds_ros_tableau:
+        int s
+        int q
+        int order
+        int error_order
+        double gamma
+        const double *a
+        const double *c
+        const double *alpha
+        const double *gammas
+        const double *m
+        const double *e
+        const double *H
+
+    ctypedef void (*ds_dgetrf_fn)(int *m, int *n, double *a, int *lda,
+                                  int *ipiv, int *info) noexcept nogil
+    ctypedef void (*ds_dgetrs_fn)(char *trans, int *n, int *nrhs, double *a,
+                                  int *lda, int *ipiv, double *b, int *ldb,
+                                  int *info) noexcept nogil
+
+    ctypedef struct ds_lapack:
+        ds_dgetrf_fn dgetrf
+        ds_dgetrs_fn dgetrs
 
 
 cdef extern from "integrate.h":
@@ -78,8 +109,11 @@ cdef extern from "integrate.h":
         long ev_len
         long ev_cap
 
-    ctypedef struct ds_erk_problem:
-        const ds_erk_tableau *tab
+    ctypedef struct ds_problem:
+        const ds_erk_tableau *erk
+        const ds_ros_tableau *ros
+        const ds_lapack *lapack
+        const double *mass
         const ds_rhs *rhs
         const double *p
         double t0
@@ -99,19 +133,20 @@ cdef extern from "integrate.h":
         long n_eval
         const ds_events *events
 
-    ctypedef struct ds_erk_solver:
+    ctypedef struct ds_solver:
         int n
         double t
         long nfev
+        long njev
+        long nlu
         long n_accepted
         long n_rejected
         char message[320]
 
-    size_t ds_erk_workspace_size(const ds_erk_tableau *tab, int n,
-                                 int n_events) nogil
-    void ds_erk_init(ds_erk_solver *S, const ds_erk_problem *pb,
+    size_t ds_workspace_size(const ds_problem *pb) nogil
+    void ds_solver_init(ds_solver *S, const ds_problem *pb,
                      void *work) nogil
-    int ds_erk_run(ds_erk_solver *S, ds_output *out) nogil
+    int ds_run(ds_solver *S, ds_output *out) nogil
 
 
 from libc.stdint cimport int32_t

@@ -27,13 +27,19 @@ typedef int (*ds_jvp_fn)(void *ctx, double t, const double *y, const double *p,
 typedef int (*ds_vjp_fn)(void *ctx, double t, const double *y, const double *p,
                          const double *w, double *dy, double *wy, double *wp);
 
+/* Dense J_y, column-major n x n (a user's analytic Jacobian). */
+typedef int (*ds_jac_fn)(void *ctx, double t, const double *y, const double *p,
+                         double *J);
+
 typedef struct ds_rhs {
     void *ctx;      /* front-end state: owned by the front end, never freed here */
     int n;          /* number of states */
     int m;          /* number of parameters */
+    int autonomous; /* 1 if f does not depend on t (0: unknown) */
     ds_f_fn f;      /* required */
     ds_jvp_fn jvp;  /* optional (NULL when the front end has none) */
     ds_vjp_fn vjp;  /* optional */
+    ds_jac_fn jac;  /* optional */
 } ds_rhs;
 
 #ifdef __cplusplus

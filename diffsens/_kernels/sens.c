@@ -23,4 +23,6 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
     aug->f = sens_f;
     aug->jvp = NULL;   /* second derivatives: not offered */
     aug->vjp = NULL;
+    aug->jac = NULL;
+    aug->autonomous = base->autonomous;
 }

@@ -620,4 +620,6 @@ void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
     rhs->f = tape_f;
     rhs->jvp = tape_jvp;
     rhs->vjp = tape_vjp;
+    rhs->jac = NULL;
+    rhs->autonomous = 0;   /* the Cython layer knows from the program */
 }

@@ -1,0 +1,181 @@
+#include <math.h>
+#include <string.h>
+
+#include "rosenbrock.h"
+
+#define SQRT_EPS 1.4901161193847656e-08
+
+size_t ds_ros_jacobian_scratch(int n)
+{
+    return (size_t)n * n + 2 * (size_t)n;
+}
+
+int ds_ros_jacobian(const ds_rhs *rhs, const double *p, double t,
+                    const double *y, const double *f0, double *J, double *dfdt,
+                    double *scratch, long *nfev, long *njev)
+{
+    const int n = rhs->n;
+    double *ident = scratch, *fy = scratch + (size_t)n * n,
+           *yp = fy + n;
+    int rc;
+    ++*njev;
+    if (rhs->jvp != NULL) {
+        /* n lanes seeded with the identity: lane j is column j of J */
+        memset(ident, 0, (size_t)n * n * sizeof(double));
+        for (int j = 0; j < n; ++j)
+            ident[(size_t)j * n + j] = 1.0;
+        ++*nfev;
+        if ((rc = rhs->jvp(rhs->ctx, t, y, p, n, ident, NULL, fy, J)))
+            return rc;
+    } else if (rhs->jac != NULL) {
+        if ((rc = rhs->jac(rhs->ctx, t, y, p, J)))
+            return rc;
+    } else {
+        memcpy(yp, y, (size_t)n * sizeof(double));
+        for (int j = 0; j < n; ++j) {
+            /* the usual step: sqrt(eps) relative, with a floor for y_j ~ 0 */
+            const double delta = SQRT_EPS * fmax(fabs(y[j]), 1e-5);
+            yp[j] = y[j] + delta;
+            ++*nfev;
+            if ((rc = rhs->f(rhs->ctx, t, yp, p, fy)))
+                return rc;
+            const double inv = 1.0 / (yp[j] - y[j]);   /* the step actually taken */
+            for (int i = 0; i < n; ++i)
+                J[(size_t)j * n + i] = (fy[i] - f0[i]) * inv;
+            yp[j] = y[j];
+        }
+    }
+    if (rhs->autonomous) {
+        memset(dfdt, 0, (size_t)n * sizeof(double));
+        return 0;
+    }
+    const double dt = SQRT_EPS * fmax(fabs(t), 1.0);
+    const double t1 = t + dt;
+    ++*nfev;
+    if ((rc = rhs->f(rhs->ctx, t1, y, p, fy)))
+        return rc;
+    const double inv = 1.0 / (t1 - t);
+    for (int i = 0; i < n; ++i)
+        dfdt[i] = (fy[i] - f0[i]) * inv;
+    return 0;
+}
+
+int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
+                  const double *M, const double *J, double *W, int *ipiv)
+{
+    const double g = 1.0 / gamma_h;
+    const size_t nn = (size_t)n * n;
+    if (M == NULL) {
+        for (size_t k = 0; k < nn; ++k)
+            W[k] = -J[k];
+        for (int i = 0; i < n; ++i)
+            W[(size_t)i * n + i] += g;
+    } else {
+        for (size_t k = 0; k < nn; ++k)
+            W[k] = g * M[k] - J[k];
+    }
+    int info = 0, nn_ = n;
+    lapack->dgetrf(&nn_, &nn_, W, &nn_, ipiv, &info);
+    return info;
+}
+
+int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs,
+                const ds_lapack *lapack, const double *p, const double *M,
+                double t, const double *y, const double *f0,
+                const double *dfdt, double h, double *W, int *ipiv, double *U,
+                double *ytmp, double *work, double *y_new, double *err,
+                long *nfev)
+{
+    const int n = rhs->n, s = tab->s;
+    int nrhs = 1, nn = n, info = 0, rc;
+    char trans = 'N';
+    for (int i = 0; i < s; ++i) {
+        double *Ui = U + (size_t)i * n;
+        const double *ai = tab->a + (size_t)i * s, *ci = tab->c + (size_t)i * s;
+        if (i == 0) {
+            memcpy(Ui, f0, (size_t)n * sizeof(double));
+        } else {
+            int same = 1;   /* the previous stage's argument: reuse its f */
+            for (int j = 0; j < i; ++j)
+                same &= ai[j] == tab->a[(size_t)(i - 1) * s + j];
+            same &= ai[i - 1] == 0.0 && tab->alpha[i] == tab->alpha[i - 1];
+            if (!same) {
+                for (int q = 0; q < n; ++q) {
+                    double acc = 0.0;
+                    for (int j = 0; j < i; ++j)
+                        acc += ai[j] * U[(size_t)j * n + q];
+                    ytmp[q] = y[q] + acc;
+                }
+                ++*nfev;
+                if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, ytmp, p, work)))
+                    return rc;
+            }
+            memcpy(Ui, work, (size_t)n * sizeof(double));
+        }
+        /* + M sum_j (c_ij / h) U_j */
+        double *cu = ytmp;
+        int any = 0;
+        for (int q = 0; q < n; ++q) {
+            double acc = 0.0;
+            for (int j = 0; j < i; ++j)
+                acc += ci[j] * U[(size_t)j * n + q];
+            cu[q] = acc / h;
+            any |= acc != 0.0;
+        }
+        if (any) {
+            if (M == NULL) {
+                for (int q = 0; q < n; ++q)
+                    Ui[q] += cu[q];
+            } else {
+                for (int q = 0; q < n; ++q) {
+                    double acc = 0.0;
+                    for (int k = 0; k < n; ++k)
+                        acc += M[(size_t)k * n + q] * cu[k];
+                    Ui[q] += acc;
+                }
+            }
+        }
+        if (tab->gammas[i] != 0.0) {
+            const double gh = tab->gammas[i] * h;
+            for (int q = 0; q < n; ++q)
+                Ui[q] += gh * dfdt[q];
+        }
+        lapack->dgetrs(&trans, &nn, &nrhs, W, &nn, ipiv, Ui, &nn, &info);
+        if (i == 0)   /* keep f0 for a reused first-stage argument */
+            memcpy(work, f0, (size_t)n * sizeof(double));
+    }
+    for (int q = 0; q < n; ++q) {
+        double acc = 0.0, e = 0.0;
+        for (int i = 0; i < s; ++i) {
+            acc += tab->m[i] * U[(size_t)i * n + q];
+            e += tab->e[i] * U[(size_t)i * n + q];
+        }
+        y_new[q] = y[q] + acc;
+        err[q] = e;
+    }
+    return 0;
+}
+
+void ds_ros_dense_coefficients(const ds_ros_tableau *tab, int n,
+                               const double *y_old, const double *y_new,
+                               const double *U, double *Q)
+{
+    /* (1-th) y0 + th (y1 + (1-th)(K0 + th K1 + ... + th^(q-1) K_{q-1}))
+     *   = y0 + th (dy + K0) + th^2 (K1 - K0) + ... + th^(q+1) (-K_{q-1}) */
+    const int q = tab->q, d = q + 1 > 1 ? q + 1 : 1, s = tab->s;
+    for (int c = 0; c < n; ++c) {
+        double *Qc = Q + (size_t)c * d;
+        double prev = 0.0;
+        for (int r = 0; r < q; ++r) {
+            double k = 0.0;
+            for (int i = 0; i < s; ++i)
+                k += tab->H[(size_t)r * s + i] * U[(size_t)i * n + c];
+            Qc[r] = (r == 0 ? y_new[c] - y_old[c] : 0.0) + k - prev;
+            prev = k;
+        }
+        if (q == 0)
+            Qc[0] = y_new[c] - y_old[c];
+        else
+            Qc[q] = -prev;
+    }
+}

@@ -1,0 +1,86 @@
+/*
+ * Rosenbrock (linearly implicit) steps, driven by tableau data.
+ *
+ * Hairer & Wanner's transformed form (II, IV.7), with a constant mass matrix:
+ *
+ *   W U_i = f(t + alpha_i h, y + sum_{j<i} a_ij U_j)
+ *           + M sum_{j<i} (c_ij / h) U_j + gamma_i h df/dt,
+ *   W = M / (gamma h) - J,      y_new = y + sum_i m_i U_i,
+ *   err = sum_i e_i U_i,
+ *   y(t + theta h) = (1 - theta) y + theta (y_new + (1 - theta)
+ *                    (K_0 + theta (K_1 + theta (K_2 + ...)))),  K_r = sum_i H_ri U_i
+ *
+ * W is factored once per step attempt with LAPACK's dgetrf; every stage is
+ * one dgetrs.  LAPACK comes in as function pointers (scipy.linalg's
+ * cython_lapack, handed over by the Cython layer), so this file links
+ * against nothing.
+ */
+#ifndef DIFFSENS_ROSENBROCK_H
+#define DIFFSENS_ROSENBROCK_H
+
+#include "rhs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ds_ros_tableau {
+    int s;                  /* stages */
+    int q;                  /* dense-output rows */
+    int order, error_order;
+    double gamma;
+    const double *a, *c;    /* s * s, row-major, strictly lower */
+    const double *alpha;    /* s */
+    const double *gammas;   /* s */
+    const double *m, *e;    /* s */
+    const double *H;        /* q * s */
+} ds_ros_tableau;
+
+typedef void (*ds_dgetrf_fn)(int *m, int *n, double *a, int *lda, int *ipiv,
+                             int *info);
+typedef void (*ds_dgetrs_fn)(char *trans, int *n, int *nrhs, double *a,
+                             int *lda, int *ipiv, double *b, int *ldb,
+                             int *info);
+
+typedef struct ds_lapack {
+    ds_dgetrf_fn dgetrf;
+    ds_dgetrs_fn dgetrs;
+} ds_lapack;
+
+/* Doubles of scratch ds_ros_jacobian needs. */
+size_t ds_ros_jacobian_scratch(int n);
+
+/*
+ * J = df/dy (column-major) and dfdt = df/dt at (t, y), f0 = f(t, y) given.
+ * The Jacobian comes from, in this order: the rhs's jvp with n identity lanes
+ * (exact), its jac, or forward differences.  df/dt is zero for an autonomous
+ * rhs, else a forward difference.  Returns the rhs's nonzero code on a stop.
+ */
+int ds_ros_jacobian(const ds_rhs *rhs, const double *p, double t,
+                    const double *y, const double *f0, double *J, double *dfdt,
+                    double *scratch, long *nfev, long *njev);
+
+/* W = M / (gamma h) - J factored in place (M NULL: identity).  Returns
+ * LAPACK's info: 0, or > 0 when W is singular. */
+int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
+                  const double *M, const double *J, double *W, int *ipiv);
+
+/* The stages U (s * n), y_new and err (n) of one step of size h; W factored. */
+int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs,
+                const ds_lapack *lapack, const double *p, const double *M,
+                double t, const double *y, const double *f0,
+                const double *dfdt, double h, double *W, int *ipiv, double *U,
+                double *ytmp, double *work, double *y_new, double *err,
+                long *nfev);
+
+/* Polynomial coefficients Q (n * (q + 2), component-major) of the dense
+ * output, y(theta) = y_old + sum_j Q_j theta^(j+1), from the stages. */
+void ds_ros_dense_coefficients(const ds_ros_tableau *tab, int n,
+                               const double *y_old, const double *y_new,
+                               const double *U, double *Q);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIFFSENS_ROSENBROCK_H */
