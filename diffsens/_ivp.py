@@ -1,4 +1,4 @@
-"""``solve_ivp``: scipy's interface, explicit Runge-Kutta loops in C."""
+"""``solve_ivp``: scipy's interface, explicit Runge-Kutta and Rosenbrock loops in C."""
 import inspect
 import warnings
 
@@ -9,15 +9,20 @@ from scipy.integrate import OdeSolver
 from ._kernels import _core
 from ._result import OdeResult, OdeSolution
 from ._rhs import TracedRHS
+from ._rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 from ._tableaus import TABLEAUS
 
-__all__ = ["solve_ivp", "NATIVE_METHODS"]
+__all__ = ["solve_ivp", "NATIVE_METHODS", "EXPLICIT_METHODS", "ROSENBROCK_METHODS"]
 
 EPS = np.finfo(float).eps
 
+#: Explicit Runge-Kutta methods (non-stiff problems).
+EXPLICIT_METHODS = tuple(TABLEAUS)
+#: Rosenbrock methods (stiff problems, mass matrices).
+ROSENBROCK_METHODS = tuple(ROSENBROCK_TABLEAUS)
 #: Methods whose whole integration loop runs in the C kernels.
-NATIVE_METHODS = tuple(TABLEAUS)
-#: Methods handed to scipy unchanged (until diffsens has native stiff solvers).
+NATIVE_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS
+#: Methods handed to scipy unchanged.
 SCIPY_METHODS = ("Radau", "BDF", "LSODA")
 
 MESSAGES = {
@@ -25,9 +30,15 @@ MESSAGES = {
     1: "A termination event occurred.",
 }
 
-#: Options the native explicit methods understand (scipy's and diffsens's own).
-_NATIVE_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
-                   "stiffness_check"}
+#: Options the native methods understand (scipy's and diffsens's own).
+_EXPLICIT_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
+                     "stiffness_check"}
+_ROSENBROCK_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
+                       "jac", "mass"}
+
+
+def _tableau(method):
+    return TABLEAUS[method] if method in TABLEAUS else ROSENBROCK_TABLEAUS[method]
 
 
 def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
@@ -135,7 +146,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
             raise ValueError(f"`y0` has shape {y0_arr.shape} but the traced "
                              f"right-hand side has n = {fun.n} states.")
         if t0 != tf:
-            return _solve_native(TABLEAUS[method], fun.function, t0, tf, y0_arr,
+            return _solve_native(_tableau(method), fun.function, t0, tf, y0_arr,
                                  t_eval, dense_output, events, vectorized, args or (),
                                  options, p=p)
     if method not in NATIVE_METHODS or t0 == tf or n_trivial:
@@ -143,7 +154,8 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
         # (empty system, zero-length span) where no method is ever stepped.
         scipy_method = method if method not in NATIVE_METHODS else "RK45"
         options = {k: v for k, v in options.items()
-                   if method not in NATIVE_METHODS or k not in ("max_steps", "stiffness_check")}
+                   if method not in NATIVE_METHODS
+                   or k not in ("max_steps", "stiffness_check", "mass")}
         return _from_scipy(scipy.integrate.solve_ivp(
             fun, (t0, tf), y0, method=scipy_method, t_eval=t_eval,
             dense_output=dense_output, events=events, vectorized=vectorized,
@@ -151,7 +163,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
     if not (np.isfinite(t0) and not np.isnan(tf)):
         raise ValueError("`t_span` must hold a finite `t0` and a `tf` that is "
                          "a number (`tf` may be infinite with a terminal event).")
-    return _solve_native(TABLEAUS[method], fun, t0, tf, y0_arr, t_eval,
+    return _solve_native(_tableau(method), fun, t0, tf, y0_arr, t_eval,
                          dense_output, events, vectorized, args or (), options)
 
 
@@ -231,7 +243,7 @@ def prepared_events(events):
     return events, direction, max_count
 
 
-def native_options(options, n, t0, tf, known=_NATIVE_OPTIONS, stacklevel=4):
+def native_options(options, n, t0, tf, known=_EXPLICIT_OPTIONS, stacklevel=4):
     """Validated options of the native explicit methods, scipy's messages."""
     extraneous = set(options) - known
     if extraneous:
@@ -264,10 +276,19 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
                   vectorized, args, options, p=None):
     if p is None and not callable(fun):
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
+    rosenbrock = tableau.name in ROSENBROCK_TABLEAUS
     y0, dtype = _validated_state(y0)
     n = y0.shape[0]
-    opt = native_options(options, n, t0, tf)
+    opt = native_options(options, n, t0, tf,
+                         known=_ROSENBROCK_OPTIONS if rosenbrock else _EXPLICIT_OPTIONS)
     rtol, atol = opt["rtol"], opt["atol"]
+    jac = mass = None
+    if rosenbrock:
+        if dtype == np.complex128:
+            raise ValueError("`y0` is complex, but the chosen solver does not "
+                             "support integration in a complex domain.")
+        jac = _validated_jac(options.get("jac"), n, args)
+        mass = _validated_mass(options.get("mass"), n)
     if t_eval is not None:
         t_eval = validated_t_eval(t_eval, t0, tf)
     events, direction, max_count = prepared_events(events)
@@ -281,8 +302,32 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
     raw = _core.solve(
         tableau, fun, t0, tf, y0_real, args, is_complex, bool(vectorized),
         rtol, atol, opt["max_step"], opt["first_step"], t_eval, bool(dense_output),
-        events, direction, max_count, opt["max_steps"], opt["stiffness_check"], p)
+        events, direction, max_count, opt["max_steps"], opt["stiffness_check"], p,
+        jac=jac, mass=mass)
     return assemble(raw, t0, dtype, t_eval, dense_output, events)
+
+
+def _validated_jac(jac, n, args):
+    """A callable ``jac(t, y, *args)``, a constant matrix, or None."""
+    if jac is None or callable(jac):
+        return jac
+    J = np.asarray(jac, dtype=float)
+    if J.shape != (n, n):
+        raise ValueError(f"`jac` is expected to have shape {(n, n)}, but "
+                         f"actually has {J.shape}.")
+    return lambda t, y, *_: J
+
+
+def _validated_mass(mass, n):
+    if mass is None:
+        return None
+    M = np.asarray(mass, dtype=float)
+    if M.shape != (n, n):
+        raise ValueError(f"`mass` must be a square matrix of shape {(n, n)} like the "
+                         f"Jacobian; got shape {M.shape}.")
+    if not np.isfinite(M).all():
+        raise ValueError("All entries of the mass matrix `mass` must be finite.")
+    return M
 
 
 def assemble(raw, t0, dtype, t_eval, dense_output, events):

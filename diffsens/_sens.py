@@ -21,7 +21,7 @@ import concurrent.futures
 
 import numpy as np
 
-from ._ivp import NATIVE_METHODS, assemble, native_options, prepared_events, validated_t_eval
+from ._ivp import EXPLICIT_METHODS, assemble, native_options, prepared_events, validated_t_eval
 from ._kernels import _core
 from ._result import OdeResult
 from ._rhs import TracedRHS
@@ -183,8 +183,8 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     >>> bool(np.isclose(res.sens[0, 0, -1], -2 * 4.0 * np.exp(-3.0), rtol=1e-8))
     True
     """
-    if method not in NATIVE_METHODS:
-        raise ValueError(f"`method` must be one of {list(NATIVE_METHODS)} for "
+    if method not in EXPLICIT_METHODS:
+        raise ValueError(f"`method` must be one of {list(EXPLICIT_METHODS)} for "
                          f"sensitivities, got {method!r}.")
     if sens not in SENS_METHODS:
         raise ValueError(f"`sens` must be one of {list(SENS_METHODS)}, got {sens!r}.")
