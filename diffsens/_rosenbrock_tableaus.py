@@ -40,7 +40,7 @@ test_rosenbrock_tableaus.py``):
 
 Relation to the untransformed form (Hairer & Wanner (7.1)/(7.4), ``k``-
 variables with ``k_i = h f(...) + h J sum_{j<=i} gamma_ij k_j``):
-``U = Gamma k`` with ``Gamma = (I / gamma - C)^-1``
+``U = Gamma k`` with ``Gamma = (I / gamma - c)^-1``
 (:attr:`RosenbrockTableau.gamma_matrix`), ``alpha_ij = (a Gamma)_ij``
 (:attr:`~RosenbrockTableau.alpha_matrix`), ``b = m Gamma``.  In particular
 the node ``alpha_i`` is the row sum of ``a Gamma``, *not* of ``a``.
@@ -50,13 +50,13 @@ Sources
 Rodas4
     E. Hairer, G. Wanner, "Solving Ordinary Differential Equations II",
     2nd ed., Springer 1996, Sec. IV.7 (RODAS), and Hairer's Fortran code
-    ``rodas.f``, subroutine ``ROCOE`` (``METH=1``),
-    including the dense-output rows ``D21..D35``.  Numbers read from an f2c
-    translation of ``rodas.f``; identical (to all digits) in
-    OrdinaryDiffEq.jl's ``RODAS4A/C/c/d/H`` except ``d_4``, which
-    OrdinaryDiffEq rounds to ``-0.0362`` while ``rodas.f`` has
-    ``-0.3620000000000023D-01`` (used here; both are the row sum of
-    ``Gamma`` to within rounding).
+    ``rodas.f``, subroutine ``ROCOE`` (``METH=1``), including the
+    dense-output rows ``D21..D35``.  Numbers read from an f2c translation of
+    ``rodas.f`` (the same digits appear in other ports, e.g. KPP's Rodas4
+    ``ros_A``/``ros_C``); bit-identical to OrdinaryDiffEq.jl's
+    ``RODAS4A/C/c/d/H`` except ``d_4``, which OrdinaryDiffEq rounds to
+    ``-0.0362`` while ``rodas.f`` has ``-0.3620000000000023D-01`` (used
+    here; both are the row sum of ``Gamma`` to within rounding).
 Rodas5P
     G. Steinebach, "Construction of Rosenbrock-Wanner method Rodas5P and
     numerical benchmarks within the Julia Differential Equations package",
@@ -183,7 +183,7 @@ def _exact_gamma_matrix(gamma, c):
 
 @dataclass(frozen=True, eq=False)
 class RosenbrockTableau:
-    """Coefficients of a Rosenbrock method with embedded estimate and dense output.
+    """Coefficients of a Rosenbrock method, error estimate and dense output.
 
     See the module docstring for the stage convention.  All arrays are
     validated and stored as read-only float64 copies on construction.
@@ -296,6 +296,7 @@ class RosenbrockTableau:
                 and math.isfinite(self.gamma) and self.gamma > 0):
             self._fail(f"gamma must be a positive finite number, "
                        f"got {self.gamma!r}")
+        object.__setattr__(self, "gamma", float(self.gamma))
 
         s = self.a.shape[0]
         if s < 1:
@@ -415,7 +416,7 @@ class RosenbrockTableau:
 
     @cached_property
     def b_embedded(self) -> np.ndarray:
-        """ndarray, shape (s,): ``(m - e) Gamma``, the weights of ``y_new - err``."""
+        """ndarray, shape (s,): ``(m - e) Gamma`` (weights of y_new - err)."""
         return _read_only((self.m - self.e) @ self.gamma_matrix)
 
     @cached_property
@@ -490,7 +491,8 @@ def _rosenbrock23():
     #   f1 = f(t + h/2, y + h/2 k1),          k2 = W^-1 (f1 - k1) + k1
     #   y_new = y + h k2,                     f2 = f(t + h, y_new)
     #   k3 = W^-1 (f2 - e32 (k2 - f1) - 2 (k1 - f0) + h d T)
-    #   err_ode = h/6 (k1 - 2 k2 + k3) = y3 - y_new,  y3 = y + h/6 (k1 + 4 k2 + k3)
+    #   err_ode = h/6 (k1 - 2 k2 + k3) = y3 - y_new,
+    #   y3 = y + h/6 (k1 + 4 k2 + k3)  (order 3; OrdinaryDiffEq Rosenbrock32)
     #   y(theta) = y + h (theta(1-theta) k1 + theta(theta-2d) k2) / (1-2d)
     # With W / (d h) = I/(d h) - J (gamma = d):
     #   U0 = d h k1:            (W/(dh)) U0 = f0 + d h T
@@ -498,7 +500,7 @@ def _rosenbrock23():
     #   Since k2 - f1 = d h J (k2 - k1) = J U1 and k1 - f0 = J U0 + d h T,
     #   k3's right-hand side is f2 - e32 J U1 - 2 J U0 - d h T; the J terms
     #   are absorbed by U2 = d h k3 - 2 U0 - e32 U1:
-    #                           (W/(dh)) U2 = f2 - (2 U0 + e32 U1)/(d h) - d h T
+    #                        (W/(dh)) U2 = f2 - (2 U0 + e32 U1)/(d h) - d h T
     # so  a10 = 1/(2d), a20 = a21 = 1/d, c10 = -1/d, c20 = -2/d,
     #     c21 = -e32/d, alpha = (0, 1/2, 1), gammas = (d, 0, -d),
     #     m = (1/d, 1/d, 0),  err_ode = (U0 + (e32 - 2) U1 + U2) / (6 d),

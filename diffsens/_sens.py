@@ -21,11 +21,11 @@ import concurrent.futures
 
 import numpy as np
 
-from ._ivp import EXPLICIT_METHODS, assemble, native_options, prepared_events, validated_t_eval
+from ._ivp import (EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau, assemble,
+                   native_options, prepared_events, validated_t_eval)
 from ._kernels import _core
 from ._result import OdeResult
 from ._rhs import TracedRHS
-from ._tableaus import TABLEAUS
 
 __all__ = ["solve_ivp_sens", "SensResult", "SensSolution"]
 
@@ -145,7 +145,11 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         Parameters: finite, 1-D.
     method : str, optional
         A native explicit method: ``'Tsit5'`` (default), ``'RK45'``,
-        ``'RK23'``, ``'DOP853'``, ``'Vern7'``.
+        ``'RK23'``, ``'DOP853'``, ``'Vern7'``; or, for stiff problems, a
+        Rosenbrock method (``'Rodas5P'``, ``'Rodas4'``, ``'Rosenbrock23'``)
+        with ``sens='continuous'``: every step factors ``W = I/(gamma h) - J``
+        once and solves all sensitivity columns with that LU, so a step costs
+        ``O(n^3 + k n^2)``.
     t_eval, dense_output, events, args
         As in `diffsens.solve_ivp` (events see the state only).
     sens : {'dual', 'continuous'}, optional
@@ -183,11 +187,15 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     >>> bool(np.isclose(res.sens[0, 0, -1], -2 * 4.0 * np.exp(-3.0), rtol=1e-8))
     True
     """
-    if method not in EXPLICIT_METHODS:
-        raise ValueError(f"`method` must be one of {list(EXPLICIT_METHODS)} for "
-                         f"sensitivities, got {method!r}.")
+    if method not in EXPLICIT_METHODS + ROSENBROCK_METHODS:
+        raise ValueError(f"`method` must be one of {list(EXPLICIT_METHODS + ROSENBROCK_METHODS)} "
+                         f"for sensitivities, got {method!r}.")
     if sens not in SENS_METHODS:
         raise ValueError(f"`sens` must be one of {list(SENS_METHODS)}, got {sens!r}.")
+    if method in ROSENBROCK_METHODS and sens == "dual":
+        raise ValueError("sens='dual' (the derivative of the discrete solution) is "
+                         "available with the explicit methods; with a Rosenbrock "
+                         "method use sens='continuous'.")
     wrt = _wrt_set(wrt)
     t0, tf = map(float, t_span)
     if not np.isfinite(t0) or np.isnan(tf):
@@ -243,7 +251,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     workers = _positive_int(workers, "workers")
 
     rtol, atol = opt["rtol"], opt["atol"]
-    tableau = TABLEAUS[method]
+    tableau = _tableau(method)
 
     def solve_chunk(lanes):
         k = len(lanes)

@@ -29,7 +29,7 @@ from diffsens._kernels.kernels cimport (
     ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
     ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
     ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
-    ds_sens_rhs_init, ds_ros_tableau, ds_lapack,
+    ds_sens_rhs_init, ds_sens_coupling, ds_ros_tableau, ds_lapack, ds_coupling,
 )
 from scipy.linalg.cython_lapack cimport dgetrf, dgetrs
 
@@ -136,6 +136,13 @@ cdef class PythonRHS(RHSFrontEnd):
     cdef int evaluate_dual(self, double t, const double *y, int k,
                            const double *yd, const double *pd, double *dy,
                            double *dyd) except -1:
+        cdef cnp.ndarray zeros
+        if yd == NULL or (pd == NULL and self.p_values is not None):
+            zeros = np.zeros(max(self.n_user, self.c.m) * k)   # unseeded lanes
+            if yd == NULL:
+                yd = <const double *>cnp.PyArray_DATA(zeros)
+            if pd == NULL:
+                pd = <const double *>cnp.PyArray_DATA(zeros)
         seed_into(self.y_dual, y, yd, self.n_user, k)
         if self.p_values is not None:
             seed_into(self.p_dual, <const double *>cnp.PyArray_DATA(self.p_values), pd,
@@ -741,12 +748,13 @@ def solve(tableau, fun, double t0, double t_bound,
     cdef bint release_gil = False
     cdef ds_sens_ctx sens_ctx
     cdef ds_rhs sens_rhs
-    cdef cnp.ndarray seed = None
+    cdef ds_coupling coupling
+    cdef cnp.ndarray seed = None, coupling_scratch = None
     cdef bint rosenbrock = isinstance(method, CRosTableau)
     cdef cnp.ndarray massc = None
     if isinstance(fun, TapeFunction):
         # a Rosenbrock Jacobian is one jvp of n lanes
-        rhs = TapeRHS(fun, max(sens_lanes, y0.shape[0] if rosenbrock else 1, 1))
+        rhs = TapeRHS(fun, max(sens_lanes, n_user if rosenbrock else 1, 1))
         rhs.c.autonomous = (<TapeFunction>fun).tape.autonomous
         if (<TapeFunction>fun).m:
             pc = _vector(p, (<TapeFunction>fun).m, "p")
@@ -785,12 +793,16 @@ def solve(tableau, fun, double t0, double t_bound,
         pb.ros = &(<CRosTableau>method).c
         pb.lapack = &LAPACK
         pb.mass = NULL if massc is None else <const double *>cnp.PyArray_DATA(massc)
+        pb.jac_rhs = &rhs.c    # for sensitivities: the base system's Jacobian
+        pb.coupling = NULL
         dense_degree = pb.ros.q + 1
     else:
         pb.erk = &(<CTableau>method).c
         pb.ros = NULL
         pb.lapack = NULL
         pb.mass = NULL
+        pb.jac_rhs = NULL
+        pb.coupling = NULL
         dense_degree = pb.erk.d
     pb.rhs = &rhs.c
     if sens_lanes > 0:
@@ -802,6 +814,12 @@ def solve(tableau, fun, double t0, double t_bound,
         ds_sens_rhs_init(&sens_rhs, &sens_ctx, &rhs.c, sens_lanes,
                          <const double *>cnp.PyArray_DATA(seed))
         pb.rhs = &sens_rhs
+        if rosenbrock:
+            coupling_scratch = np.empty(2 * y0.shape[0])
+            sens_ctx.scratch = <double *>cnp.PyArray_DATA(coupling_scratch)
+            coupling.ctx = &sens_ctx
+            coupling.apply = ds_sens_coupling
+            pb.coupling = &coupling
     pb.p = NULL if pc is None else <const double *>cnp.PyArray_DATA(pc)
     pb.t0 = t0
     pb.t_bound = t_bound

@@ -40,14 +40,20 @@ static size_t stage_doubles(const ds_problem *pb, int n)
     return (pb->erk ? (size_t)ds_erk_stage_count(pb->erk) : 2) * n;
 }
 
+static const ds_rhs *jacobian_rhs(const ds_problem *pb)
+{
+    return pb->jac_rhs ? pb->jac_rhs : pb->rhs;
+}
+
 static size_t rosenbrock_doubles(const ds_problem *pb, int n)
 {
     if (!pb->ros)
         return 0;
-    return 2 * (size_t)n * n                 /* J, W */
+    const int jn = jacobian_rhs(pb)->n;
+    return 2 * (size_t)jn * jn               /* J, W */
            + (size_t)pb->ros->s * n          /* U */
-           + 3 * (size_t)n                   /* dfdt, err, ipiv */
-           + ds_ros_jacobian_scratch(n);
+           + 2 * (size_t)n + jn              /* dfdt, err, ipiv */
+           + ds_ros_jacobian_scratch(n, jn);
 }
 
 size_t ds_workspace_size(const ds_problem *pb)
@@ -86,13 +92,14 @@ void ds_solver_init(ds_solver *S, const ds_problem *pb, void *work)
     S->active = (int *)carve(&cur, ne);
     S->count = (int *)carve(&cur, ne);
     if (pb->ros) {
-        S->J = carve(&cur, (size_t)n * n);
-        S->W = carve(&cur, (size_t)n * n);
+        const int jn = jacobian_rhs(pb)->n;
+        S->J = carve(&cur, (size_t)jn * jn);
+        S->W = carve(&cur, (size_t)jn * jn);
         S->U = carve(&cur, (size_t)pb->ros->s * n);
         S->dfdt = carve(&cur, n);
         S->err = carve(&cur, n);
-        S->ipiv = (int *)carve(&cur, n);
-        S->jac_scratch = carve(&cur, ds_ros_jacobian_scratch(n));
+        S->ipiv = (int *)carve(&cur, jn);
+        S->jac_scratch = carve(&cur, ds_ros_jacobian_scratch(n, jn));
     }
     memset(S->count, 0, (size_t)ne * sizeof(int));
     memcpy(S->y, pb->y0, (size_t)n * sizeof(double));
@@ -260,17 +267,19 @@ static int attempt(ds_solver *S, double t, double h, double *err_norm)
         return 0;
     }
     const ds_ros_tableau *ros = pb->ros;
+    const ds_rhs *jrhs = jacobian_rhs(pb);
     if (!S->jac_fresh) {   /* one Jacobian per step: rejections reuse it */
-        if (ds_ros_jacobian(pb->rhs, pb->p, t, S->y, S->K, S->J, S->dfdt,
+        if (ds_ros_jacobian(pb->rhs, jrhs, pb->p, t, S->y, S->K, S->J, S->dfdt,
                             S->jac_scratch, &S->nfev, &S->njev))
             return DS_CALLBACK_STOP;
         S->jac_fresh = 1;
     }
     ++S->nlu;
-    if (ds_ros_factor(pb->lapack, S->n, ros->gamma * h, pb->mass, S->J, S->W,
+    if (ds_ros_factor(pb->lapack, jrhs->n, ros->gamma * h, pb->mass, S->J, S->W,
                       S->ipiv) != 0)
         return ATTEMPT_SINGULAR;
-    if (ds_ros_step(ros, pb->rhs, pb->lapack, pb->p, pb->mass, t, S->y, S->K,
+    if (ds_ros_step(ros, pb->rhs, jrhs->n, pb->coupling, pb->lapack, pb->p, pb->mass,
+                    t, S->y, S->K,
                     S->dfdt, h, S->W, S->ipiv, S->U, S->ytmp, S->K + S->n,
                     S->y_new, S->err, &S->nfev))
         return DS_CALLBACK_STOP;

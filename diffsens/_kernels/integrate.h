@@ -60,6 +60,9 @@ typedef struct ds_problem {
     const ds_ros_tableau *ros;  /* a Rosenbrock one (then erk is NULL) */
     const ds_lapack *lapack;    /* for Rosenbrock: dgetrf / dgetrs */
     const double *mass;         /* Rosenbrock: n x n column-major, NULL = I */
+    const ds_rhs *jac_rhs;      /* Rosenbrock: whose Jacobian W uses (NULL: rhs;
+                                 * the base system of a sensitivity rhs) */
+    const ds_coupling *coupling;/* Rosenbrock + sensitivities, else NULL */
     const ds_rhs *rhs;
     const double *p;          /* parameters handed to rhs->f (may be NULL) */
     double t0, t_bound;

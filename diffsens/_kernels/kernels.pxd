@@ -72,6 +72,11 @@ cdef extern from "rosenbrock.h":
         ds_dgetrf_fn dgetrf
         ds_dgetrs_fn dgetrs
 
+    ctypedef struct ds_coupling:
+        void *ctx
+        int (*apply)(void *ctx, double t, const double *Y, const double *F,
+                     const double *p, const double *u, double *out) noexcept
+
 
 cdef extern from "integrate.h":
     cdef enum ds_run_code:
@@ -114,6 +119,8 @@ cdef extern from "integrate.h":
         const ds_ros_tableau *ros
         const ds_lapack *lapack
         const double *mass
+        const ds_rhs *jac_rhs
+        const ds_coupling *coupling
         const ds_rhs *rhs
         const double *p
         double t0
@@ -200,6 +207,9 @@ cdef extern from "sens.h":
         const ds_rhs *base
         int k
         const double *p_seed
+        double *scratch
 
     void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base,
                           int k, const double *p_seed) nogil
+    int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
+                         const double *p, const double *u, double *out) noexcept

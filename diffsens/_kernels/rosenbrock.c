@@ -5,30 +5,30 @@
 
 #define SQRT_EPS 1.4901161193847656e-08
 
-size_t ds_ros_jacobian_scratch(int n)
+size_t ds_ros_jacobian_scratch(int N, int n)
 {
-    return (size_t)n * n + 2 * (size_t)n;
+    return (size_t)n * n + 2 * (size_t)N;
 }
 
-int ds_ros_jacobian(const ds_rhs *rhs, const double *p, double t,
-                    const double *y, const double *f0, double *J, double *dfdt,
-                    double *scratch, long *nfev, long *njev)
+int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
+                    double t, const double *y, const double *f0, double *J,
+                    double *dfdt, double *scratch, long *nfev, long *njev)
 {
-    const int n = rhs->n;
+    const int n = jac_rhs->n, N = rhs->n;
     double *ident = scratch, *fy = scratch + (size_t)n * n,
-           *yp = fy + n;
+           *yp = fy + N;
     int rc;
     ++*njev;
-    if (rhs->jvp != NULL) {
+    if (jac_rhs->jvp != NULL) {
         /* n lanes seeded with the identity: lane j is column j of J */
         memset(ident, 0, (size_t)n * n * sizeof(double));
         for (int j = 0; j < n; ++j)
             ident[(size_t)j * n + j] = 1.0;
         ++*nfev;
-        if ((rc = rhs->jvp(rhs->ctx, t, y, p, n, ident, NULL, fy, J)))
+        if ((rc = jac_rhs->jvp(jac_rhs->ctx, t, y, p, n, ident, NULL, fy, J)))
             return rc;
-    } else if (rhs->jac != NULL) {
-        if ((rc = rhs->jac(rhs->ctx, t, y, p, J)))
+    } else if (jac_rhs->jac != NULL) {
+        if ((rc = jac_rhs->jac(jac_rhs->ctx, t, y, p, J)))
             return rc;
     } else {
         memcpy(yp, y, (size_t)n * sizeof(double));
@@ -37,7 +37,7 @@ int ds_ros_jacobian(const ds_rhs *rhs, const double *p, double t,
             const double delta = SQRT_EPS * fmax(fabs(y[j]), 1e-5);
             yp[j] = y[j] + delta;
             ++*nfev;
-            if ((rc = rhs->f(rhs->ctx, t, yp, p, fy)))
+            if ((rc = jac_rhs->f(jac_rhs->ctx, t, yp, p, fy)))
                 return rc;
             const double inv = 1.0 / (yp[j] - y[j]);   /* the step actually taken */
             for (int i = 0; i < n; ++i)
@@ -46,7 +46,7 @@ int ds_ros_jacobian(const ds_rhs *rhs, const double *p, double t,
         }
     }
     if (rhs->autonomous) {
-        memset(dfdt, 0, (size_t)n * sizeof(double));
+        memset(dfdt, 0, (size_t)N * sizeof(double));
         return 0;
     }
     const double dt = SQRT_EPS * fmax(fabs(t), 1.0);
@@ -55,7 +55,7 @@ int ds_ros_jacobian(const ds_rhs *rhs, const double *p, double t,
     if ((rc = rhs->f(rhs->ctx, t1, y, p, fy)))
         return rc;
     const double inv = 1.0 / (t1 - t);
-    for (int i = 0; i < n; ++i)
+    for (int i = 0; i < N; ++i)
         dfdt[i] = (fy[i] - f0[i]) * inv;
     return 0;
 }
@@ -79,7 +79,8 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
     return info;
 }
 
-int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs,
+int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
+                const ds_coupling *coupling,
                 const ds_lapack *lapack, const double *p, const double *M,
                 double t, const double *y, const double *f0,
                 const double *dfdt, double h, double *W, int *ipiv, double *U,
@@ -87,7 +88,9 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs,
                 long *nfev)
 {
     const int n = rhs->n, s = tab->s;
-    int nrhs = 1, nn = n, info = 0, rc;
+    /* the N states are N / n_block blocks sharing W */
+    const int blocks = n / n_block;
+    int nn = n_block, info = 0, rc;
     char trans = 'N';
     for (int i = 0; i < s; ++i) {
         double *Ui = U + (size_t)i * n;
@@ -126,11 +129,12 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs,
             if (M == NULL) {
                 for (int q = 0; q < n; ++q)
                     Ui[q] += cu[q];
-            } else {
+            } else {   /* M on each block */
                 for (int q = 0; q < n; ++q) {
+                    const int b0 = q / n_block * n_block, r = q - b0;
                     double acc = 0.0;
-                    for (int k = 0; k < n; ++k)
-                        acc += M[(size_t)k * n + q] * cu[k];
+                    for (int k = 0; k < n_block; ++k)
+                        acc += M[(size_t)k * n_block + r] * cu[b0 + k];
                     Ui[q] += acc;
                 }
             }
@@ -140,7 +144,21 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs,
             for (int q = 0; q < n; ++q)
                 Ui[q] += gh * dfdt[q];
         }
-        lapack->dgetrs(&trans, &nn, &nrhs, W, &nn, ipiv, Ui, &nn, &info);
+        /* One dgetrs per block: with several right-hand sides LAPACK goes
+         * through trsm, which OpenBLAS may hand to its threads -- far slower
+         * than the solve itself for the small systems Rosenbrock serves. */
+        int one = 1;
+        lapack->dgetrs(&trans, &nn, &one, W, &nn, ipiv, Ui, &nn, &info);
+        if (coupling != NULL && blocks > 1) {
+            /* rhs_S + B U_y for the sensitivity blocks */
+            if ((rc = coupling->apply(coupling->ctx, t, y, f0, p, Ui, ytmp)))
+                return rc;
+            for (int q = n_block; q < n; ++q)
+                Ui[q] += ytmp[q - n_block];
+        }
+        for (int b = 1; b < blocks; ++b)
+            lapack->dgetrs(&trans, &nn, &one, W, &nn, ipiv, Ui + (size_t)b * n_block,
+                           &nn, &info);
         if (i == 0)   /* keep f0 for a reused first-stage argument */
             memcpy(work, f0, (size_t)n * sizeof(double));
     }

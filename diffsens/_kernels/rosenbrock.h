@@ -47,26 +47,43 @@ typedef struct ds_lapack {
     ds_dgetrs_fn dgetrs;
 } ds_lapack;
 
-/* Doubles of scratch ds_ros_jacobian needs. */
-size_t ds_ros_jacobian_scratch(int n);
+/* Doubles of scratch ds_ros_jacobian needs (rhs of N states, jac_rhs of n). */
+size_t ds_ros_jacobian_scratch(int N, int n);
 
 /*
- * J = df/dy (column-major) and dfdt = df/dt at (t, y), f0 = f(t, y) given.
- * The Jacobian comes from, in this order: the rhs's jvp with n identity lanes
- * (exact), its jac, or forward differences.  df/dt is zero for an autonomous
- * rhs, else a forward difference.  Returns the rhs's nonzero code on a stop.
+ * J = df/dy (n x n, column-major) of jac_rhs, and dfdt = df/dt (N) of rhs, at
+ * (t, y); f0 = rhs's f(t, y) is given.  jac_rhs is rhs itself, or for forward
+ * sensitivities the base system whose first n states rhs augments (its
+ * Jacobian serves every block of the augmented state: the blocks coupling S
+ * to y are left out, as a W-method would).  J comes from, in this order:
+ * jac_rhs's jvp with n identity lanes (exact), its jac, or forward
+ * differences.  df/dt is zero for an autonomous rhs, else a forward
+ * difference.  Returns the rhs's nonzero code on a stop.
  */
-int ds_ros_jacobian(const ds_rhs *rhs, const double *p, double t,
-                    const double *y, const double *f0, double *J, double *dfdt,
-                    double *scratch, long *nfev, long *njev);
+int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
+                    double t, const double *y, const double *f0, double *J,
+                    double *dfdt, double *scratch, long *nfev, long *njev);
 
 /* W = M / (gamma h) - J factored in place (M NULL: identity).  Returns
  * LAPACK's info: 0, or > 0 when W is singular. */
 int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
                   const double *M, const double *J, double *W, int *ipiv);
 
-/* The stages U (s * n), y_new and err (n) of one step of size h; W factored. */
-int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs,
+/* Forward sensitivities: the coupling block of the augmented Jacobian (see
+ * ds_sens_coupling), applied to a direction of the first n states. */
+typedef struct ds_coupling {
+    void *ctx;
+    int (*apply)(void *ctx, double t, const double *Y, const double *F,
+                 const double *p, const double *u, double *out);
+} ds_coupling;
+
+/* The stages U (s * N), y_new and err (N) of one step of size h; W (n x n)
+ * factored and applied to each n-block of the N = rhs->n states.  With a
+ * coupling (N > n), each stage solves the y block first, then the other
+ * blocks with the coupling term added: the exact augmented Jacobian is block
+ * lower triangular with W on its diagonal, so one LU still serves all. */
+int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n,
+                const ds_coupling *coupling,
                 const ds_lapack *lapack, const double *p, const double *M,
                 double t, const double *y, const double *f0,
                 const double *dfdt, double h, double *W, int *ipiv, double *U,

@@ -28,11 +28,21 @@ typedef struct ds_sens_ctx {
     const ds_rhs *base;     /* must have jvp */
     int k;                  /* sensitivity directions */
     const double *p_seed;   /* m * k, lane-major */
+    double *scratch;        /* 2 n (1 + k): for ds_sens_coupling */
 } ds_sens_ctx;
 
 /* An rhs of size n (1 + k) over the base rhs of size n. */
 void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
                       const double *p_seed);
+
+/*
+ * The block of the augmented Jacobian that couples S' to y, applied to a
+ * state direction u (n): out (n k) = d/dy (J_y S + J_p) u at (t, Y), by a
+ * forward difference of the augmented rhs (F: its value at (t, Y)).  A
+ * Rosenbrock step on [y, S] needs it to keep its order.
+ */
+int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
+                     const double *p, const double *u, double *out);
 
 #ifdef __cplusplus
 }
