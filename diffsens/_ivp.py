@@ -155,7 +155,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
         scipy_method = method if method not in NATIVE_METHODS else "RK45"
         options = {k: v for k, v in options.items()
                    if method not in NATIVE_METHODS
-                   or k not in ("max_steps", "stiffness_check", "mass")}
+                   or k not in ("max_steps", "stiffness_check", "mass", "jac")}
         return _from_scipy(scipy.integrate.solve_ivp(
             fun, (t0, tf), y0, method=scipy_method, t_eval=t_eval,
             dense_output=dense_output, events=events, vectorized=vectorized,

@@ -213,7 +213,7 @@ def solve_sundials(method, fun, t_span, y0, t_eval=None, dense_output=False,
     n = y0.shape[0]
 
     opt = _ivp.native_options(options, n, t0, tf, known=_OPTIONS[method],
-                              stacklevel=4)
+                              stacklevel=_caller_stacklevel())
     rtol, atol = opt["rtol"], opt["atol"]
     if rtol.size > 1:
         if np.any(rtol != rtol[0]):
@@ -711,6 +711,17 @@ def _ida_jacobian(jac, args, n, counter):
 # --------------------------------------------------------------------------
 # Input validation
 # --------------------------------------------------------------------------
+
+def _caller_stacklevel():
+    """``stacklevel`` for `native_options`'s warnings: the first frame outside
+    diffsens (``solve_ivp`` or the user calling `solve_sundials` directly)."""
+    frame = sys._getframe(2)   # the caller of solve_sundials
+    level = 3                  # native_options <- solve_sundials <- caller
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("diffsens."):
+        frame = frame.f_back
+        level += 1
+    return level
+
 
 def _real_state(value, name, what):
     arr = np.asarray(value)

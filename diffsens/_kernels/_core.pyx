@@ -113,7 +113,8 @@ cdef class PythonRHS(RHSFrontEnd):
 
     cdef int evaluate_jac(self, double t, const double *y, double *J) except -1:
         memcpy(cnp.PyArray_DATA(self.ybuf), y, self.n_real * sizeof(double))
-        out = np.asarray(self.jac(t, self.ycall, *self.args), dtype=np.float64)
+        # jac always sees a 1-D y (scipy's convention, also for vectorized funs)
+        out = np.asarray(self.jac(t, self.ybuf, *self.args), dtype=np.float64)
         if out.shape != (self.n_user, self.n_user):
             raise ValueError(f"`jac` is expected to return a matrix of shape "
                              f"({self.n_user}, {self.n_user}), but actually "
