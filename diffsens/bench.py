@@ -112,9 +112,10 @@ def default_cases():
     return cases
 
 
-def cvode_solver(prob, rtol, atol):
+def cvode_solver(prob, rtol, atol, times=None):
     """scikit-sundae's CVODE (BDF, dense direct solver) on ``prob`` with a
-    Python right-hand side, outputs at ``prob.t_eval``; None if not installed."""
+    Python right-hand side: a runner returning y (n, nt) at ``times``
+    (default ``prob.t_eval``); None if scikit-sundae is not installed."""
     try:
         from sksundae.cvode import CVODE
     except ImportError:
@@ -124,8 +125,9 @@ def cvode_solver(prob, rtol, atol):
     def rhs(t, y, yp):
         yp[:] = fun(t, y, p)
 
-    solver = CVODE(rhs, rtol=rtol, atol=atol, max_num_steps=100_000)
-    tspan = np.concatenate([[prob.t_span[0]], prob.t_eval])
+    solver = CVODE(rhs, rtol=rtol, atol=atol, max_num_steps=1_000_000)
+    times = prob.t_eval if times is None else times
+    tspan = np.concatenate([[prob.t_span[0]], times])
 
     def run():
         return solver.solve(tspan, prob.y0).y[1:].T

@@ -17,6 +17,7 @@ import scipy.integrate
 from . import problems
 from ._ivp import solve_ivp
 from ._rhs import trace
+from .bench import cvode_solver
 
 __all__ = ["significant_digits", "work_precision", "main"]
 
@@ -30,20 +31,6 @@ def significant_digits(y, y_ref):
     return float(-np.log10(max(err, 1e-300)))
 
 
-def _cvode(prob, tol):
-    try:
-        from sksundae.cvode import CVODE
-    except ImportError:
-        return None
-    fun, p = prob.fun, prob.p
-
-    def rhs(t, y, yp):
-        yp[:] = fun(t, y, p)
-
-    solver = CVODE(rhs, rtol=tol, atol=tol, max_num_steps=1_000_000)
-    return lambda: solver.solve(np.array(prob.t_span), prob.y0).y[-1]
-
-
 def _solvers(prob, tol):
     """name -> zero-argument callable returning the end state."""
     rhs = trace(prob.fun, prob.y0, prob.p)
@@ -53,9 +40,9 @@ def _solvers(prob, tol):
         out[f"diffsens {method}"] = (
             lambda m=method: solve_ivp(rhs, span, y0, method=m, args=args,
                                        rtol=tol, atol=tol).y[:, -1])
-    cvode = _cvode(prob, tol)
+    cvode = cvode_solver(prob, tol, tol, times=[span[1]])
     if cvode is not None:
-        out["CVODE (sksundae)"] = cvode
+        out["CVODE (sksundae)"] = lambda: cvode()[:, -1]
     for method in ("BDF", "Radau", "LSODA"):
         out[f"scipy {method}"] = (
             lambda m=method: scipy.integrate.solve_ivp(prob.fun, span, y0, method=m, args=args,
