@@ -22,6 +22,8 @@ EXPLICIT_METHODS = tuple(TABLEAUS)
 ROSENBROCK_METHODS = tuple(ROSENBROCK_TABLEAUS)
 #: Methods whose whole integration loop runs in the C kernels.
 NATIVE_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS
+#: SUNDIALS through scikit-sundae (see ``_sundials.py``).
+SUNDIALS_METHODS = ("CVODE", "IDA")
 #: Methods handed to scipy unchanged.
 SCIPY_METHODS = ("Radau", "BDF", "LSODA")
 
@@ -62,10 +64,15 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
     y0 : array_like, shape (n,)
         Initial state; complex values are integrated in the complex domain.
     method : str or `scipy.integrate.OdeSolver` subclass, optional
-        ``'RK45'`` (default, Dormand-Prince 5(4)), ``'RK23'`` (Bogacki-Shampine
-        3(2)), ``'DOP853'`` (Hairer's 8(5,3)), ``'Tsit5'`` (Tsitouras 5(4)) and
-        ``'Vern7'`` (Verner 7(6)) run natively.  ``'Radau'``, ``'BDF'``,
-        ``'LSODA'`` and `OdeSolver` subclasses are passed to scipy.
+        Explicit, for non-stiff problems: ``'RK45'`` (default, Dormand-Prince
+        5(4)), ``'RK23'`` (Bogacki-Shampine 3(2)), ``'DOP853'`` (Hairer's
+        8(5,3)), ``'Tsit5'`` (Tsitouras 5(4)), ``'Vern7'`` (Verner 7(6)).
+        Rosenbrock, for stiff problems and index-1 DAEs: ``'Rodas5P'``,
+        ``'Rodas4'``, ``'Rosenbrock23'`` (options ``jac`` and ``mass``).  These
+        run in C.  ``'CVODE'`` and ``'IDA'`` (residual form) are SUNDIALS
+        through scikit-sundae (see ``diffsens._sundials.solve_sundials``);
+        ``'Radau'``, ``'BDF'``, ``'LSODA'`` and `OdeSolver` subclasses are
+        passed to scipy.
     t_eval : array_like or None, optional
         Times at which to store the solution (sorted in the direction of
         integration, within `t_span`).  None stores every step.
@@ -121,10 +128,17 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
     1.427843
     """
     if not (method in NATIVE_METHODS or method in SCIPY_METHODS
+            or method in SUNDIALS_METHODS
             or (inspect.isclass(method) and issubclass(method, OdeSolver))):
         raise ValueError(
-            f"`method` must be one of {list(NATIVE_METHODS + SCIPY_METHODS)} "
+            f"`method` must be one of "
+            f"{list(NATIVE_METHODS + SUNDIALS_METHODS + SCIPY_METHODS)} "
             "or OdeSolver class.")
+    if method in SUNDIALS_METHODS:
+        from ._sundials import solve_sundials   # scikit-sundae loads on demand
+        return solve_sundials(method, fun, t_span, y0, t_eval=t_eval,
+                              dense_output=dense_output, events=events,
+                              vectorized=vectorized, args=args, **options)
 
     t0, tf = map(float, t_span)
     if args is not None:

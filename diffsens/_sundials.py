@@ -24,7 +24,6 @@ exactly (any sign for ``direction``, integer ``terminal`` counts).
 """
 import re
 import sys
-import warnings
 
 import numpy as np
 from scipy.optimize import brentq
@@ -274,8 +273,7 @@ def _integrate(driver, t0, tf, y0, yp0, t_eval, dense_output, events,
 
     start = driver.start(t0, y0, yp0)
     if start.failed:
-        return _result([], [], None, None, None, events, driver, -1, start.message,
-                       t_eval is not None)
+        return _result([], [], None, None, None, events, driver, -1, start.message)
     y_start, yp_start = start.y, start.yp
 
     ts, ys = [], []
@@ -310,8 +308,8 @@ def _integrate(driver, t0, tf, y0, yp0, t_eval, dense_output, events,
         if n_steps >= max_steps:
             status = -1
             message = (f"The maximum number of steps (max_steps={max_steps}) was "
-                       f"taken before reaching t = {tf!r}; the problem may be "
-                       "too stiff for the tolerances or the tolerances too tight.")
+                       f"taken before reaching t = {tf!r}; raise `max_steps` or "
+                       "loosen the tolerances.")
             break
         step = driver.step()
         if step.failed:
@@ -397,8 +395,7 @@ def _integrate(driver, t0, tf, y0, yp0, t_eval, dense_output, events,
             sol = OdeSolution(seg_ts, seg_t_old, seg_h, seg_y_old, np.array(seg_Q))
     if message is None:
         message = _ivp.MESSAGES[status]
-    return _result(ts, ys, sol, t_events, y_events, events, driver, status, message,
-                   t_eval is not None)
+    return _result(ts, ys, sol, t_events, y_events, events, driver, status, message)
 
 
 def _active_events(g, g_new, direction):
@@ -422,8 +419,7 @@ def _event_root(event, args, driver, is_ida, a, b, g_a, g_b):
     return brentq(g, a, b, xtol=4 * EPS, rtol=4 * EPS)
 
 
-def _result(ts, ys, sol, t_events, y_events, events, driver, status, message,
-            with_t_eval):
+def _result(ts, ys, sol, t_events, y_events, events, driver, status, message):
     if ts:
         t = np.array(ts, dtype=float)
         y = np.array(ys).T

@@ -626,7 +626,7 @@ def assert_close(actual, expected, tol, what):
 # ---------------------------------------------------------------------------
 
 
-@_settings(150)
+@_settings(200)
 @given(case=rhs_cases(analytic=False))
 def test_value_matches_numpy(case):
     spec, t, y, p = case["spec"], case["t"], case["y"], case["p"]
@@ -659,7 +659,7 @@ def test_value_matches_numpy(case):
                                   batch[[0, 2]])
 
 
-@_settings(120)
+@_settings(200)
 @given(case=rhs_cases(analytic=True))
 def test_jvp_matches_complex_step(case):
     spec, t, y, p = case["spec"], case["t"], case["y"], case["p"]
@@ -696,7 +696,7 @@ def _fd_points(spec, t, y, p, yd, pd, h):
     return vals, logs
 
 
-@_settings(120)
+@_settings(150)
 @given(case=rhs_cases(analytic=False))
 def test_jvp_matches_finite_differences(case):
     spec, t, y, p = case["spec"], case["t"], case["y"], case["p"]
@@ -722,7 +722,7 @@ def test_jvp_matches_finite_differences(case):
     assert_close(jv, fd, tol, "jvp vs central differences")
 
 
-@_settings(100)
+@_settings(150)
 @given(case=rhs_cases(analytic=False))
 def test_dot_product_identity(case):
     """<w, J v> == <J^T w, v> for y and p tangents, jvp against vjp."""
@@ -747,7 +747,7 @@ def test_dot_product_identity(case):
         assert abs(lhs - rhs_) <= 1e-12 * (scale_y + scale_p) + 1e-300, (lhs, rhs_)
 
 
-@_settings(80)
+@_settings(100)
 @given(case=rhs_cases(analytic=False))
 def test_jacobian_matches_jvp_columns_and_vjp_rows(case):
     spec, t, y, p = case["spec"], case["t"], case["y"], case["p"]

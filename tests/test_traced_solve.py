@@ -7,6 +7,7 @@ still stops a GIL-free solve, and the failure modes: non-finite values, bad
 parameters and states, events and dense output.
 """
 
+import select
 import signal
 import subprocess
 import sys
@@ -167,7 +168,10 @@ def test_ctrl_c_interrupts_traced_solve():
     proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_CODE],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()   # waits for the import (and any rebuild)
+        # the import may rebuild the editable package first: allow for it
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        assert ready, "the child never started its solve"
+        line = proc.stdout.readline()
         assert line.strip() == "started", (line, proc.stderr.read())
         time.sleep(0.5)                   # well inside the solve by now
         sent = time.monotonic()
