@@ -20,8 +20,10 @@ EPS = np.finfo(float).eps
 EXPLICIT_METHODS = tuple(TABLEAUS)
 #: Rosenbrock methods (stiff problems, mass matrices).
 ROSENBROCK_METHODS = tuple(ROSENBROCK_TABLEAUS)
-#: Methods whose whole integration loop runs in the C kernels.
-NATIVE_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS
+#: Methods whose whole integration loop runs in the C kernels ('auto' starts
+#: explicit and moves to a Rosenbrock method when the problem turns stiff).
+NATIVE_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS + ("auto",)
+AUTO_NONSTIFF, AUTO_STIFF = "Tsit5", "Rodas5P"
 #: SUNDIALS through scikit-sundae (see ``_sundials.py``).
 SUNDIALS_METHODS = ("CVODE", "IDA")
 #: Methods handed to scipy unchanged.
@@ -68,8 +70,10 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
         5(4)), ``'RK23'`` (Bogacki-Shampine 3(2)), ``'DOP853'`` (Hairer's
         8(5,3)), ``'Tsit5'`` (Tsitouras 5(4)), ``'Vern7'`` (Verner 7(6)).
         Rosenbrock, for stiff problems and index-1 DAEs: ``'Rodas5P'``,
-        ``'Rodas4'``, ``'Rosenbrock23'`` (options ``jac`` and ``mass``).  These
-        run in C.  ``'CVODE'`` and ``'IDA'`` (residual form) are SUNDIALS
+        ``'Rodas4'``, ``'Rosenbrock23'`` (options ``jac`` and ``mass``).
+        ``'auto'``: Tsit5 until Hairer's stiffness test fires, then Rodas5P
+        from that point on (``res.method_segments`` says which ran where;
+        the switch is one way).  These run in C.  ``'CVODE'`` and ``'IDA'`` (residual form) are SUNDIALS
         through scikit-sundae (see ``diffsens._sundials.solve_sundials``);
         ``'Radau'``, ``'BDF'``, ``'LSODA'`` and `OdeSolver` subclasses are
         passed to scipy.
@@ -160,7 +164,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
             raise ValueError(f"`y0` has shape {y0_arr.shape} but the traced "
                              f"right-hand side has n = {fun.n} states.")
         if t0 != tf:
-            return _solve_native(_tableau(method), fun.function, t0, tf, y0_arr,
+            return _solve_method(method, fun.function, t0, tf, y0_arr,
                                  t_eval, dense_output, events, vectorized, args or (),
                                  options, p=p)
     if method not in NATIVE_METHODS or t0 == tf or n_trivial:
@@ -177,7 +181,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
     if not (np.isfinite(t0) and not np.isnan(tf)):
         raise ValueError("`t_span` must hold a finite `t0` and a `tf` that is "
                          "a number (`tf` may be infinite with a terminal event).")
-    return _solve_native(_tableau(method), fun, t0, tf, y0_arr, t_eval,
+    return _solve_method(method, fun, t0, tf, y0_arr, t_eval,
                          dense_output, events, vectorized, args or (), options)
 
 
@@ -286,8 +290,70 @@ def native_options(options, n, t0, tf, known=_EXPLICIT_OPTIONS, stacklevel=4):
                 stiffness_check=bool(options.get("stiffness_check", True)))
 
 
+def _solve_method(method, fun, t0, tf, y0, t_eval, dense_output, events,
+                  vectorized, args, options, p=None):
+    if method != "auto":
+        return _solve_native(_tableau(method), fun, t0, tf, y0, t_eval, dense_output,
+                             events, vectorized, args, options, p)[0]
+    return _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
+                       options, p)
+
+
+def _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
+                options, p):
+    """Tsit5 until Hairer's stiffness test stops it, then Rodas5P from there.
+
+    The result's ``method_segments`` lists ``(method, t_start, t_end)``.  The
+    switch is one way: a problem that becomes non-stiff again stays with the
+    Rosenbrock method.  Terminal-event counts start afresh after the switch.
+    """
+    explicit_opts = {k: v for k, v in options.items() if k not in ("jac", "mass")}
+    first, raw = _solve_native(_tableau(AUTO_NONSTIFF), fun, t0, tf, y0, t_eval,
+                               dense_output, events, vectorized, args,
+                               dict(explicit_opts, stiffness_check=True), p)
+    if not raw["stopped_stiff"]:
+        first.method_segments = [(AUTO_NONSTIFF, t0, float(first.t[-1]) if
+                                  t_eval is None and len(first.t) else tf)]
+        return first
+    t_switch, y_switch = raw["t_last"], raw["y_last"]
+    if np.iscomplexobj(y0):
+        y_switch = y_switch.view(np.complex128)
+    rest_eval = None
+    if t_eval is not None:
+        t_eval = np.asarray(t_eval, dtype=float)
+        rest_eval = t_eval[(t_eval - t_switch) * np.sign(tf - t0) > 0]
+    stiff_opts = {k: v for k, v in options.items()
+                  if k not in ("stiffness_check", "first_step")}
+    second, _ = _solve_native(_tableau(AUTO_STIFF), fun, t_switch, tf, y_switch,
+                              rest_eval, dense_output, events, vectorized, args,
+                              stiff_opts, p)
+    return _joined(first, second, t_eval is None, t0, t_switch, tf)
+
+
+def _joined(first, second, every_step, t0, t_switch, tf):
+    """One result from two solves that meet at t_switch."""
+    skip = 1 if every_step else 0      # the second solve restates (t_switch, y)
+    t = np.concatenate([first.t, second.t[skip:]])
+    y = np.concatenate([first.y, second.y[:, skip:]], axis=1) if len(t) else second.y
+    t_events = y_events = None
+    if first.t_events is not None:
+        t_events = [np.concatenate([a, b]) for a, b in zip(first.t_events, second.t_events)]
+        y_events = [np.concatenate([a, b]) if np.size(a) and np.size(b) else
+                    (a if np.size(a) else b) for a, b in zip(first.y_events, second.y_events)]
+    sol = None
+    if first.sol is not None and second.sol is not None:
+        sol = OdeSolution.joined(first.sol, second.sol)
+    res = OdeResult(t=t, y=y, sol=sol, t_events=t_events, y_events=y_events,
+                    nfev=first.nfev + second.nfev, njev=second.njev, nlu=second.nlu,
+                    status=second.status, message=second.message,
+                    success=second.success)
+    res.method_segments = [(AUTO_NONSTIFF, t0, t_switch), (AUTO_STIFF, t_switch, tf)]
+    return res
+
+
 def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
                   vectorized, args, options, p=None):
+    """(OdeResult, raw kernel output) of one method's solve."""
     if p is None and not callable(fun):
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
     rosenbrock = tableau.name in ROSENBROCK_TABLEAUS
@@ -318,7 +384,7 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
         rtol, atol, opt["max_step"], opt["first_step"], t_eval, bool(dense_output),
         events, direction, max_count, opt["max_steps"], opt["stiffness_check"], p,
         jac=jac, mass=mass)
-    return assemble(raw, t0, dtype, t_eval, dense_output, events)
+    return assemble(raw, t0, dtype, t_eval, dense_output, events), raw
 
 
 def _validated_jac(jac, n, args):

@@ -124,6 +124,19 @@ class OdeSolution(_ScipyOdeSolution):
             self.side = "right"
             self.ts_sorted = ts[::-1]
 
+    @classmethod
+    def joined(cls, first, second):
+        """The solution over first's span followed by second's (they meet)."""
+        d = max(first._Q.shape[2], second._Q.shape[2])
+
+        def padded(Q):
+            return np.concatenate([Q, np.zeros(Q.shape[:2] + (d - Q.shape[2],))], axis=2)
+        return cls(np.concatenate([first.ts, second.ts[1:]]),
+                   np.concatenate([first._t_old, second._t_old]),
+                   np.concatenate([first._h, second._h]),
+                   np.concatenate([first._y_old, second._y_old]),
+                   np.concatenate([padded(first._Q), padded(second._Q)]), first._dtype)
+
     @property
     def interpolants(self):
         """Per-segment `scipy.integrate.DenseOutput` objects (built on first use)."""

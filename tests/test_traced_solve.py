@@ -164,9 +164,11 @@ _CTRL_C_CODE = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_interrupts_traced_solve():
+def test_ctrl_c_interrupts_traced_solve(tmp_path):
+    # run outside the checkout, so that the installed package is imported
     proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_CODE],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
     try:
         # the import may rebuild the editable package first: allow for it
         ready, _, _ = select.select([proc.stdout], [], [], 300)

@@ -861,6 +861,8 @@ def solve(tableau, fun, double t0, double t_bound,
                 PyErr_CheckSignals()
             else:
                 break
+        # where the solve stands (a stiff stop, say), for a restart elsewhere
+        y_last = np.asarray(<double[:S.n]>S.y).copy()
     finally:
         free(work)
 
@@ -883,6 +885,9 @@ def solve(tableau, fun, double t0, double t_bound,
         "nlu": S.nlu,
         "n_accepted": S.n_accepted,
         "n_rejected": S.n_rejected,
+        "stopped_stiff": bool(S.stopped_stiff),
+        "t_last": S.t,
+        "y_last": y_last,
     }
     if dense_output:
         raw.update(seg_t_old=out.seg_t_old[:n_seg], seg_h=out.seg_h[:n_seg],

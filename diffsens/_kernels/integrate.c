@@ -222,6 +222,7 @@ static int looks_stiff(ds_solver *S, double h)
     if (h_lambda > STIFF_FRACTION * tab->stability_boundary) {
         S->nonstiff_run = 0;
         if (++S->stiff_hits >= STIFF_HITS) {
+            S->stopped_stiff = 1;
             snprintf(S->message, sizeof(S->message),
                      "The problem appears to be stiff at t = %.17g: %d steps in "
                      "a row were limited by stability (|h*lambda| = %.3g). Use "

@@ -97,6 +97,7 @@ typedef struct ds_solver {
     long t_eval_i;
     long nfev, njev, nlu, n_accepted, n_rejected;
     int saw_nonfinite, stiff_hits, nonstiff_run;
+    int stopped_stiff;        /* the solve ended on the stiffness test */
     char message[320];
 } ds_solver;
 

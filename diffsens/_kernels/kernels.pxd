@@ -142,7 +142,9 @@ cdef extern from "integrate.h":
 
     ctypedef struct ds_solver:
         int n
+        int stopped_stiff
         double t
+        double *y
         long nfev
         long njev
         long nlu
