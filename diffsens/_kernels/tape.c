@@ -3,6 +3,13 @@
 
 #include "tape.h"
 
+/* The interpreter's inner pieces must inline into their loops. */
+#if defined(__GNUC__) || defined(__clang__)
+#define DS_INLINE static inline __attribute__((always_inline))
+#else
+#define DS_INLINE static inline
+#endif
+
 int ds_tape_slot_count(const ds_tape *tape)
 {
     return 1 + tape->n + tape->m + tape->n_const + tape->n_ops;
@@ -165,7 +172,7 @@ typedef struct block {
     const int32_t *a, *b, *c;   /* operand slots (b: POWI exponents) */
 } block;
 
-static inline block decode(const ds_tape *tape, int index)
+DS_INLINE block decode(const ds_tape *tape, int index)
 {
     const int32_t *bk = tape->blocks + 3 * (size_t)index;
     block B;
@@ -177,7 +184,7 @@ static inline block decode(const ds_tape *tape, int index)
     return B;
 }
 
-static inline local eval_at(const block *B, const double *v, int i, int partials)
+DS_INLINE local eval_at(const block *B, const double *v, int i, int partials)
 {
     const double a = v[B->a[i]];
     switch (B->code) {
@@ -255,7 +262,7 @@ static inline int is_list_op(int code)
 
 /* One block's results into out[0 .. count).  The common ops have their own
  * loops; the rest go through op_eval. */
-static void forward_block(const ds_tape *tape, const block *Bp, const double *v,
+DS_INLINE void forward_block(const ds_tape *tape, const block *Bp, const double *v,
                           double *out)
 {
     const block B = *Bp;
