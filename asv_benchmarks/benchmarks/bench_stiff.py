@@ -1,0 +1,72 @@
+"""Stiff solvers and stiff forward sensitivities.
+
+``StiffSolve``: ROBER with the Rosenbrock methods against scipy's BDF.
+``SensitivityScaling``: a 2-D Brusselator on an N x N grid (2 N^2 states)
+with Rodas5P, plain and with dy/dp (m = 3) and dy/d(p, y0) (m = 3 + 2 N^2):
+each step factors W once and reuses its LU for every sensitivity column, so
+the cost grows like n^3 + m n^2 rather than (n (m + 1))^3.
+"""
+import numpy as np
+import scipy.integrate
+
+import diffsens
+from diffsens import problems
+
+
+class StiffSolve:
+    params = (["Rodas5P", "Rodas4", "Rosenbrock23"], ["traced", "python"])
+    param_names = ["method", "rhs"]
+
+    def setup(self, method, rhs):
+        self.prob = prob = problems.get("rober_1e5")
+        self.fun = diffsens.trace(prob.fun, prob.y0, prob.p) if rhs == "traced" else prob.fun
+        self.kwargs = dict(t_eval=prob.t_eval, args=(prob.p,), rtol=1e-6, atol=1e-10)
+
+    def time_diffsens(self, method, rhs):
+        diffsens.solve_ivp(self.fun, self.prob.t_span, self.prob.y0, method=method,
+                           **self.kwargs)
+
+    def time_scipy_bdf(self, method, rhs):
+        scipy.integrate.solve_ivp(self.prob.fun, self.prob.t_span, self.prob.y0,
+                                  method="BDF", **self.kwargs)
+
+
+def brusselator_2d(N):
+    """f(t, y, p) of the N x N periodic Brusselator, y = (u, v) flattened."""
+    idx = np.arange(N * N).reshape(N, N)
+    up, down = np.roll(idx, 1, 0).ravel(), np.roll(idx, -1, 0).ravel()
+    left, right = np.roll(idx, 1, 1).ravel(), np.roll(idx, -1, 1).ravel()
+    h2 = float(N * N)
+
+    def fun(t, y, p):
+        a, b, alpha = p[0], p[1], p[2]
+        u, v = y[:N * N], y[N * N:]
+        lap_u = (u[up] + u[down] + u[left] + u[right] - 4 * u) * h2
+        lap_v = (v[up] + v[down] + v[left] + v[right] - 4 * v) * h2
+        uuv = u * u * v
+        return np.concatenate([a + uuv - (b + 1) * u + alpha * lap_u,
+                               b * u - uuv + alpha * lap_v])
+
+    x = np.linspace(0, 1, N, endpoint=False)
+    X, Y = np.meshgrid(x, x)
+    y0 = np.concatenate([(22 * Y * (1 - Y) ** 1.5).ravel(),
+                         (27 * X * (1 - X) ** 1.5).ravel()])
+    return fun, y0, np.array([1.0, 3.4, 0.002])
+
+
+class SensitivityScaling:
+    params = ([2, 4, 6], ["plain", "p", "p_and_y0"])
+    param_names = ["N", "derivatives"]
+
+    def setup(self, N, derivatives):
+        fun, self.y0, self.p = brusselator_2d(N)
+        self.rhs = diffsens.trace(fun, self.y0, self.p)
+
+    def time_rodas5p(self, N, derivatives):
+        kwargs = dict(method="Rodas5P", rtol=1e-6, atol=1e-8)
+        if derivatives == "plain":
+            diffsens.solve_ivp(self.rhs, (0.0, 1.0), self.y0, args=(self.p,), **kwargs)
+        else:
+            wrt = "p" if derivatives == "p" else ("p", "y0")
+            diffsens.solve_ivp_sens(self.rhs, (0.0, 1.0), self.y0, self.p,
+                                    sens="continuous", wrt=wrt, **kwargs)
