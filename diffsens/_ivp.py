@@ -145,13 +145,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
                               vectorized=vectorized, args=args, **options)
 
     t0, tf = map(float, t_span)
-    if args is not None:
-        try:
-            args = tuple(args)
-        except TypeError as exp:
-            raise TypeError(
-                "Supplied 'args' cannot be unpacked. Please supply `args` as a "
-                f"tuple (e.g. `args=({args},)`)") from exp
+    args = args_tuple(args)
 
     y0_arr = np.asarray(y0)
     n_trivial = y0_arr.ndim == 1 and y0_arr.size == 0
@@ -183,6 +177,18 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
                          "a number (`tf` may be infinite with a terminal event).")
     return _solve_method(method, fun, t0, tf, y0_arr, t_eval,
                          dense_output, events, vectorized, args or (), options)
+
+
+def args_tuple(args):
+    """``args`` as a tuple (None stays None), with scipy's error otherwise."""
+    if args is None:
+        return None
+    try:
+        return tuple(args)
+    except TypeError as exp:
+        raise TypeError(
+            "Supplied 'args' cannot be unpacked. Please supply `args` as a "
+            f"tuple (e.g. `args=({args},)`)") from exp
 
 
 def _from_scipy(res):

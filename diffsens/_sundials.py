@@ -199,15 +199,7 @@ def solve_sundials(method, fun, t_span, y0, t_eval=None, dense_output=False,
     t0, tf = map(float, t_span)
     if not (np.isfinite(t0) and np.isfinite(tf)):
         raise ValueError(f"`t_span` must be finite for method '{method}'.")
-    if args is not None:
-        try:
-            args = tuple(args)
-        except TypeError as exp:
-            raise TypeError(
-                "Supplied 'args' cannot be unpacked. Please supply `args` as a "
-                f"tuple (e.g. `args=({args},)`)") from exp
-    else:
-        args = ()
+    args = _ivp.args_tuple(args) or ()
     y0 = _real_state(y0, "y0", "initial state `y0`")
     n = y0.shape[0]
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _trees import density, rooted_trees
+
 
 def _load_module():
     """Import ``diffsens._rosenbrock_tableaus`` (or load it from the sources).
@@ -254,38 +256,11 @@ def test_order_two_corruption_detected(tab):
 # Exact order conditions (Rosenbrock trees)
 # ---------------------------------------------------------------------------
 
-def _rooted_trees(max_order):
-    """Rooted trees grouped by order, as canonical nested sorted tuples."""
-    by_order = {1: [()]}
-    size = {(): 1}
-    for n in range(2, max_order + 1):
-        smaller = sorted(t for k in range(1, n) for t in by_order[k])
-        found = []
-
-        def extend(start, remaining, children):
-            if remaining == 0:
-                found.append(tuple(children))
-                return
-            for idx in range(start, len(smaller)):
-                tree = smaller[idx]
-                if size[tree] <= remaining:
-                    extend(idx, remaining - size[tree], children + [tree])
-
-        extend(0, n - 1, [])
-        by_order[n] = found
-        for tree in found:
-            size[tree] = n
-    return by_order, size
-
-
-TREES, TREE_SIZE = _rooted_trees(7)
+TREES, TREE_SIZE = rooted_trees(7)
 
 
 def _density(tree):
-    out = TREE_SIZE[tree]
-    for child in tree:
-        out *= _density(child)
-    return out
+    return density(tree, TREE_SIZE)
 
 
 def test_tree_counts():
