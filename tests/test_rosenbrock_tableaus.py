@@ -19,38 +19,13 @@ Pure numpy: nothing here touches the compiled kernels.  The checks:
 """
 
 import dataclasses
-import importlib
-import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from _trees import density, rooted_trees
+from diffsens import _rosenbrock_tableaus as _mod
 
-
-def _load_module():
-    """Import ``diffsens._rosenbrock_tableaus`` (or load it from the sources).
-
-    When the compiled package is not importable (or its build does not list
-    this module yet) the pure-Python data module is loaded straight from the
-    source tree under a private package name.
-    """
-    try:
-        from diffsens import _rosenbrock_tableaus
-        return _rosenbrock_tableaus
-    except ImportError:
-        pkg_name = "_diffsens_rosenbrock_tableaus_src"
-        if pkg_name not in sys.modules:
-            pkg = types.ModuleType(pkg_name)
-            pkg.__path__ = [str(Path(__file__).resolve().parents[1]
-                                / "diffsens")]
-            sys.modules[pkg_name] = pkg
-        return importlib.import_module(pkg_name + "._rosenbrock_tableaus")
-
-
-_mod = _load_module()
 RosenbrockTableau = _mod.RosenbrockTableau
 ROSENBROCK_TABLEAUS = _mod.ROSENBROCK_TABLEAUS
 

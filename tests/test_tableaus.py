@@ -16,39 +16,14 @@ checks:
 """
 
 import dataclasses
-import importlib
-import sys
-import types
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from _trees import density, rooted_trees
+from diffsens import _tableaus as _tab_mod
 
-
-def _load_tableaus():
-    """Import ``diffsens._tableaus`` without needing the compiled extension.
-
-    ``diffsens/__init__.py`` imports the C core; when that is not built the
-    two pure-Python data modules are loaded straight from the source tree
-    under a private package name (so ``from . import`` still works).
-    """
-    try:
-        from diffsens import _tableaus
-        return _tableaus
-    except ImportError:
-        pkg_name = "_diffsens_tableaus_src"
-        if pkg_name not in sys.modules:
-            pkg = types.ModuleType(pkg_name)
-            pkg.__path__ = [str(Path(__file__).resolve().parents[1]
-                                / "diffsens")]
-            sys.modules[pkg_name] = pkg
-        return importlib.import_module(pkg_name + "._tableaus")
-
-
-_tab_mod = _load_tableaus()
 ExplicitRKTableau = _tab_mod.ExplicitRKTableau
 TABLEAUS = _tab_mod.TABLEAUS
 _coeffs = _tab_mod._co
