@@ -662,8 +662,11 @@ cdef class OutputBuffers:
         self.c.store_dense = store_dense
         self.c.len = self.c.seg_len = self.c.ev_len = 0
         self._points(points)
-        self._segments(segments if store_dense else 0)
-        self._events(4 * n_events)
+        # the C side never touches these buffers at zero capacity: skip them
+        if store_dense:
+            self._segments(segments)
+        if n_events:
+            self._events(4 * n_events)
 
     cdef void _points(self, Py_ssize_t cap):
         self.t = grow(self.t, cap, None)
