@@ -219,7 +219,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         fun.parameters((p,) + args)     # checks baked args
         kernel_fun = fun.function
     elif callable(fun):
-        kernel_fun = _core.DualFunction(fun, n, m, args)
+        kernel_fun = _core.DualFunction(fun, args)
     else:
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
 

@@ -252,7 +252,7 @@ cdef class DualFunction:
     cdef readonly object fun
     cdef readonly tuple extra_args
 
-    def __cinit__(self, fun, Py_ssize_t n, Py_ssize_t m, tuple extra_args=()):
+    def __cinit__(self, fun, tuple extra_args=()):
         self.fun = fun
         self.extra_args = extra_args
 
@@ -731,9 +731,6 @@ def solve(tableau, fun, double t0, double t_bound,
     """Run a solve in C (explicit RK or Rosenbrock tableau); inputs are
     validated by the caller.
 
-    ``jac`` (a user's ``jac(t, y, *args)``) and ``mass`` (an (n, n) matrix)
-    serve the Rosenbrock methods.
-
     ``fun`` is a Python callable or a `TapeFunction` (then ``p`` holds its
     parameters and, without Python events, the GIL is released for the whole
     solve).  ``y0`` is float64 (complex states already viewed as pairs of
@@ -744,6 +741,9 @@ def solve(tableau, fun, double t0, double t_bound,
     With ``sens_lanes = k > 0`` the state is ``[y, S]`` (S lane-major, see
     ``sens.h``), ``y0`` holds all n (1 + k) initial values, ``p_seed`` (m, k)
     the parameter directions, and error control covers ``y[:norm_n]`` (0: all).
+
+    ``jac`` (a user's ``jac(t, y, *args)``) and ``mass`` (an (n, n) matrix)
+    serve the Rosenbrock methods.
     """
     method = c_tableau(tableau)
     cdef Py_ssize_t n_user = y0.shape[0] // ((2 if is_complex else 1) * (1 + sens_lanes))
