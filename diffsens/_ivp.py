@@ -314,6 +314,9 @@ def _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
     switch is one way: a problem that becomes non-stiff again stays with the
     Rosenbrock method.  Terminal-event counts start afresh after the switch.
     """
+    if options.get("mass") is not None:
+        raise ValueError("method='auto' starts with an explicit method, which cannot "
+                         "take a `mass` matrix: use method='Rodas5P' for DAEs.")
     explicit_opts = {k: v for k, v in options.items() if k not in ("jac", "mass")}
     first, raw = _solve_native(_tableau(AUTO_NONSTIFF), fun, t0, tf, y0, t_eval,
                                dense_output, events, vectorized, args,

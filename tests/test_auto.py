@@ -58,3 +58,9 @@ def test_t_eval_and_events_across_the_switch():
     assert np.max(np.abs(res.y - ref) / scale) < 1e-5
     assert len(res.t_events[0]) == 1          # one peak, before the switch
     assert 1e-3 < res.t_events[0][0] < res.method_segments[0][2]
+
+
+def test_mass_matrix_is_refused():
+    with pytest.raises(ValueError, match="mass"):
+        diffsens.solve_ivp(lambda t, y: -y, (0, 1), [1.0, 2.0], method="auto",
+                           mass=np.eye(2))
