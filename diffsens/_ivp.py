@@ -20,8 +20,8 @@ EPS = np.finfo(float).eps
 EXPLICIT_METHODS = tuple(TABLEAUS)
 #: Rosenbrock methods (stiff problems, mass matrices).
 ROSENBROCK_METHODS = tuple(ROSENBROCK_TABLEAUS)
-#: Methods whose whole integration loop runs in the C kernels ('auto' starts
-#: explicit and moves to a Rosenbrock method when the problem turns stiff).
+#: Methods whose whole integration loop runs in the C kernels ('auto' moves
+#: between an explicit and a Rosenbrock method as the problem's stiffness changes).
 NATIVE_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS + ("auto",)
 AUTO_NONSTIFF, AUTO_STIFF = "Tsit5", "Rodas5P"
 #: SUNDIALS through scikit-sundae (see ``_sundials.py``).
@@ -71,9 +71,8 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
         8(5,3)), ``'Tsit5'`` (Tsitouras 5(4)), ``'Vern7'`` (Verner 7(6)).
         Rosenbrock, for stiff problems and index-1 DAEs: ``'Rodas5P'``,
         ``'Rodas4'``, ``'Rosenbrock23'`` (options ``jac`` and ``mass``).
-        ``'auto'``: Tsit5 until Hairer's stiffness test fires, then Rodas5P
-        from that point on (``res.method_segments`` says which ran where;
-        the switch is one way).  These run in C.  ``'CVODE'`` and ``'IDA'`` (residual form) are SUNDIALS
+        ``'auto'``: Tsit5 while the problem is non-stiff, Rodas5P while it is
+        stiff (``res.method_segments`` says which ran where).  These run in C.  ``'CVODE'`` and ``'IDA'`` (residual form) are SUNDIALS
         through scikit-sundae (see ``diffsens._sundials.solve_sundials``);
         ``'Radau'``, ``'BDF'``, ``'LSODA'`` and `OdeSolver` subclasses are
         passed to scipy.
@@ -307,62 +306,77 @@ def _solve_method(method, fun, t0, tf, y0, t_eval, dense_output, events,
 
 
 def _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
-                options, p):
-    """Tsit5 until Hairer's stiffness test stops it, then Rodas5P from there.
+                options, p, max_switches=20):
+    """Tsit5 while the problem is non-stiff, Rodas5P while it is stiff.
 
-    The result's ``method_segments`` lists ``(method, t_start, t_end)``.  The
-    switch is one way: a problem that becomes non-stiff again stays with the
-    Rosenbrock method.  Terminal-event counts start afresh after the switch.
+    Tsit5 hands over when Hairer's stiffness test fires; Rodas5P hands back
+    once ``h ||J||`` has stayed inside Tsit5's stability interval for 20
+    steps.  The result's ``method_segments`` lists ``(method, t_start,
+    t_end)``.  Terminal-event counts start afresh at each switch.
     """
     if options.get("mass") is not None:
         raise ValueError("method='auto' starts with an explicit method, which cannot "
                          "take a `mass` matrix: use method='Rodas5P' for DAEs.")
     explicit_opts = {k: v for k, v in options.items() if k not in ("jac", "mass")}
-    first, raw = _solve_native(_tableau(AUTO_NONSTIFF), fun, t0, tf, y0, t_eval,
-                               dense_output, events, vectorized, args,
-                               dict(explicit_opts, stiffness_check=True), p)
-    if not raw["stopped_stiff"]:
-        first.method_segments = [(AUTO_NONSTIFF, t0, float(first.t[-1]) if
-                                  t_eval is None and len(first.t) else tf)]
-        return first
-    t_switch, y_switch = raw["t_last"], raw["y_last"]
-    if np.iscomplexobj(y0):
-        y_switch = y_switch.view(np.complex128)
-    rest_eval = None
-    if t_eval is not None:
-        t_eval = np.asarray(t_eval, dtype=float)
-        rest_eval = t_eval[(t_eval - t_switch) * np.sign(tf - t0) > 0]
+    explicit_opts["stiffness_check"] = True
     stiff_opts = {k: v for k, v in options.items()
                   if k not in ("stiffness_check", "first_step")}
-    second, _ = _solve_native(_tableau(AUTO_STIFF), fun, t_switch, tf, y_switch,
-                              rest_eval, dense_output, events, vectorized, args,
-                              stiff_opts, p)
-    return _joined(first, second, t_eval is None, t0, t_switch, tf)
-
-
-def _joined(first, second, every_step, t0, t_switch, tf):
-    """One result from two solves that meet at t_switch."""
-    skip = 1 if every_step else 0      # the second solve restates (t_switch, y)
-    t = np.concatenate([first.t, second.t[skip:]])
-    y = np.concatenate([first.y, second.y[:, skip:]], axis=1) if len(t) else second.y
-    t_events = y_events = None
-    if first.t_events is not None:
-        t_events = [np.concatenate([a, b]) for a, b in zip(first.t_events, second.t_events)]
-        y_events = [np.concatenate([a, b]) if np.size(a) and np.size(b) else
-                    (a if np.size(a) else b) for a, b in zip(first.y_events, second.y_events)]
-    sol = None
-    if first.sol is not None and second.sol is not None:
-        sol = OdeSolution.joined(first.sol, second.sol)
-    res = OdeResult(t=t, y=y, sol=sol, t_events=t_events, y_events=y_events,
-                    nfev=first.nfev + second.nfev, njev=second.njev, nlu=second.nlu,
-                    status=second.status, message=second.message,
-                    success=second.success)
-    res.method_segments = [(AUTO_NONSTIFF, t0, t_switch), (AUTO_STIFF, t_switch, tf)]
+    bound = 0.9 * TABLEAUS[AUTO_NONSTIFF].stability_boundary
+    direction = np.sign(tf - t0)
+    t_eval = None if t_eval is None else np.asarray(t_eval, dtype=float)
+    parts, segments = [], []
+    t_start, y_start, stiff = t0, y0, False
+    for switch in range(max_switches + 1):
+        rest_eval = None if t_eval is None else \
+            t_eval[(t_eval - t_start) * direction >= 0] if switch == 0 else \
+            t_eval[(t_eval - t_start) * direction > 0]
+        last = switch == max_switches   # no more hand-overs: finish here
+        method = AUTO_STIFF if stiff else AUTO_NONSTIFF
+        res, raw = _solve_native(
+            _tableau(method), fun, t_start, tf, y_start, rest_eval, dense_output, events,
+            vectorized, args,
+            stiff_opts if stiff else dict(explicit_opts, stiffness_check=not last), p,
+            nonstiff_bound=bound if stiff and not last else 0.0)
+        handed_over = raw["stopped_nonstiff"] if stiff else raw["stopped_stiff"]
+        t_end = raw["t_last"] if handed_over else tf
+        parts.append(res)
+        segments.append((method, t_start, t_end))
+        if not handed_over:
+            break
+        t_start, y_start, stiff = t_end, raw["y_last"], not stiff
+        if np.iscomplexobj(y0):
+            y_start = y_start.view(np.complex128)
+    res = parts[0] if len(parts) == 1 else _joined(parts, t_eval is None)
+    res.method_segments = segments
     return res
 
 
+def _joined(parts, every_step):
+    """One result from solves that follow each other (each starts where the
+    previous stopped)."""
+    skip = 1 if every_step else 0      # a later solve restates its (t0, y0)
+    t = np.concatenate([parts[0].t] + [r.t[skip:] for r in parts[1:]])
+    y = np.concatenate([parts[0].y] + [r.y[:, skip:] for r in parts[1:]], axis=1) \
+        if len(t) else parts[-1].y
+    t_events = y_events = None
+    if parts[0].t_events is not None:
+        t_events = [np.concatenate(ts) for ts in zip(*(r.t_events for r in parts))]
+        y_events = [np.concatenate([a for a in ys if np.size(a)]) if any(np.size(a) for a in ys)
+                    else ys[0] for ys in zip(*(r.y_events for r in parts))]
+    sol = None
+    if parts[0].sol is not None:
+        sol = parts[0].sol
+        for r in parts[1:]:
+            sol = OdeSolution.joined(sol, r.sol)
+    last = parts[-1]
+    return OdeResult(t=t, y=y, sol=sol, t_events=t_events, y_events=y_events,
+                     nfev=sum(r.nfev for r in parts), njev=sum(r.njev for r in parts),
+                     nlu=sum(r.nlu for r in parts), status=last.status,
+                     message=last.message, success=last.success)
+
+
 def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
-                  vectorized, args, options, p=None):
+                  vectorized, args, options, p=None, nonstiff_bound=0.0):
     """(OdeResult, raw kernel output) of one method's solve."""
     if p is None and not callable(fun):
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
@@ -393,7 +407,7 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
         tableau, fun, t0, tf, y0_real, args, is_complex, bool(vectorized),
         rtol, atol, opt["max_step"], opt["first_step"], t_eval, bool(dense_output),
         events, direction, max_count, opt["max_steps"], opt["stiffness_check"], p,
-        jac=jac, mass=mass)
+        jac=jac, mass=mass, nonstiff_bound=nonstiff_bound)
     return assemble(raw, t0, dtype, t_eval, dense_output, events), raw
 
 

@@ -1,4 +1,4 @@
-"""method='auto': explicit until the stiffness test fires, then Rodas5P."""
+"""method='auto': Tsit5 while the problem is non-stiff, Rodas5P while it is stiff."""
 import numpy as np
 import pytest
 import scipy.integrate
@@ -64,3 +64,21 @@ def test_mass_matrix_is_refused():
     with pytest.raises(ValueError, match="mass"):
         diffsens.solve_ivp(lambda t, y: -y, (0, 1), [1.0, 2.0], method="auto",
                            mass=np.eye(2))
+
+
+def test_switches_back_when_the_stiffness_passes():
+    # stiff only around t = 5: lambda(t) peaks at 1e5
+    def fun(t, y):
+        lam = 1 + 1e5 * np.exp(-((t - 5) / 0.5) ** 2)
+        return -lam * (y - np.cos(t)) - np.sin(t)
+
+    res = diffsens.solve_ivp(fun, (0, 10), [1.0], method="auto", rtol=1e-8, atol=1e-10,
+                             dense_output=True, t_eval=np.linspace(0, 10, 41))
+    assert res.status == 0
+    assert [m for m, _, _ in res.method_segments] == ["Tsit5", "Rodas5P", "Tsit5"]
+    (_, _, a), (_, b, c), (_, d, e) = res.method_segments
+    assert a == b and c == d and e == 10.0 and 3 < a < 5 < c < 7
+    np.testing.assert_allclose(res.y[0], np.cos(res.t), atol=1e-7)
+    ts = np.linspace(0, 10, 1001)
+    np.testing.assert_allclose(res.sol(ts)[0], np.cos(ts), atol=1e-6)
+    np.testing.assert_array_equal(res.t, np.linspace(0, 10, 41))

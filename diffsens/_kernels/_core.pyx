@@ -727,7 +727,7 @@ def solve(tableau, fun, double t0, double t_bound,
           bint dense_output, events, event_direction,
           event_max_count, long max_steps, bint stiffness_check,
           p=None, int sens_lanes=0, p_seed=None, int norm_n=0, jac=None,
-          mass=None):
+          mass=None, double nonstiff_bound=0.0):
     """Run a solve in C (explicit RK or Rosenbrock tableau); inputs are
     validated by the caller.
 
@@ -743,7 +743,8 @@ def solve(tableau, fun, double t0, double t_bound,
     the parameter directions, and error control covers ``y[:norm_n]`` (0: all).
 
     ``jac`` (a user's ``jac(t, y, *args)``) and ``mass`` (an (n, n) matrix)
-    serve the Rosenbrock methods.
+    serve the Rosenbrock methods; ``nonstiff_bound > 0`` makes a Rosenbrock
+    solve stop once an explicit method could take its steps (method='auto').
     """
     method = c_tableau(tableau)
     cdef Py_ssize_t n_user = y0.shape[0] // ((2 if is_complex else 1) * (1 + sens_lanes))
@@ -837,6 +838,7 @@ def solve(tableau, fun, double t0, double t_bound,
     pb.first_step = first_step
     pb.max_steps = max_steps
     pb.stiffness_check = stiffness_check
+    pb.nonstiff_bound = nonstiff_bound
     # A Python fun answers Ctrl-C itself; a GIL-free solve stops to check.
     pb.yield_every = 1000 if release_gil else 0
     pb.t_eval = NULL if t_evalc is None else <const double *>cnp.PyArray_DATA(t_evalc)
@@ -889,6 +891,7 @@ def solve(tableau, fun, double t0, double t_bound,
         "n_accepted": S.n_accepted,
         "n_rejected": S.n_rejected,
         "stopped_stiff": bool(S.stopped_stiff),
+        "stopped_nonstiff": bool(S.stopped_nonstiff),
         "t_last": S.t,
         "y_last": y_last,
     }

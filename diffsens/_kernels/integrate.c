@@ -16,6 +16,9 @@
 #define NSTIFF 1000
 #define STIFF_HITS 15
 #define NONSTIFF_RESET 6
+/* A Rosenbrock solve hands back to an explicit method after this many steps
+ * in a row that the explicit method could have taken stably. */
+#define NONSTIFF_STEPS 20
 /* |h lambda| beyond this share of the real stability interval counts as
  * stability-limited: Hairer's thresholds are 3.25 of 3.31 (DOPRI5) and 6.1
  * of 6.39 (DOP853). */
@@ -237,6 +240,35 @@ static int looks_stiff(ds_solver *S, double h)
     return 0;
 }
 
+/* For a Rosenbrock solve that may hand over: whether the next steps fit an
+ * explicit method's stability interval, judged by h ||J||_inf (an upper bound
+ * of h |lambda|, so the hand-over errs on the stiff side). */
+static int looks_nonstiff(ds_solver *S, double h_next)
+{
+    const ds_problem *pb = &S->pb;
+    if (!pb->ros || pb->nonstiff_bound <= 0.0)
+        return 0;
+    const int n = (pb->jac_rhs ? pb->jac_rhs : pb->rhs)->n;
+    double norm = 0.0;
+    for (int i = 0; i < n; ++i) {
+        double row = 0.0;
+        for (int j = 0; j < n; ++j)
+            row += fabs(S->J[(size_t)j * n + i]);
+        norm = fmax(norm, row);
+    }
+    if (h_next * norm < pb->nonstiff_bound) {
+        if (++S->nonstiff_run >= NONSTIFF_STEPS) {
+            S->stopped_nonstiff = 1;
+            snprintf(S->message, sizeof(S->message),
+                     "The problem is no longer stiff at t = %.17g.", S->t);
+            return 1;
+        }
+    } else {
+        S->nonstiff_run = 0;
+    }
+    return 0;
+}
+
 /* RMS of err / (atol + rtol max(|y|, |y_new|)) over the controlled components. */
 static double weighted_rms(const ds_solver *S, const double *err)
 {
@@ -387,6 +419,8 @@ static int advance(ds_solver *S, double *h_taken)
     if ((rc = finish_step(S, t_new)))
         return rc;
     if (looks_stiff(S, h))
+        return DS_FAILED;
+    if (looks_nonstiff(S, h_next))
         return DS_FAILED;
 
     double *recycled = S->y_old;

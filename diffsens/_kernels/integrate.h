@@ -76,6 +76,9 @@ typedef struct ds_problem {
     double first_step;        /* 0: Hairer's automatic choice */
     long max_steps;           /* accepted + rejected attempts allowed */
     int stiffness_check;      /* Hairer's test on the stiffness stage */
+    double nonstiff_bound;    /* Rosenbrock: stop once h ||J||_inf stays below
+                               * this (an explicit method's stability interval)
+                               * for NONSTIFF_STEPS steps; 0: never */
     long yield_every;         /* 0: never yield */
     const double *t_eval;     /* in integration order, or NULL */
     long n_eval;
@@ -98,6 +101,7 @@ typedef struct ds_solver {
     long nfev, njev, nlu, n_accepted, n_rejected;
     int saw_nonfinite, stiff_hits, nonstiff_run;
     int stopped_stiff;        /* the solve ended on the stiffness test */
+    int stopped_nonstiff;     /* ... or on nonstiff_bound */
     char message[320];
 } ds_solver;
 

@@ -135,6 +135,7 @@ cdef extern from "integrate.h":
         double first_step
         long max_steps
         int stiffness_check
+        double nonstiff_bound
         long yield_every
         const double *t_eval
         long n_eval
@@ -143,6 +144,7 @@ cdef extern from "integrate.h":
     ctypedef struct ds_solver:
         int n
         int stopped_stiff
+        int stopped_nonstiff
         double t
         double *y
         long nfev
