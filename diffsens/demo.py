@@ -9,9 +9,13 @@ from .bench import default_cases, print_table, run_case
 def main(argv=None):
     print(f"diffsens {__version__}: scipy.integrate.solve_ivp's interface, "
           "integration loops in C.")
-    print("Solving Lotka-Volterra (2 states, 101 outputs) and the Pleiades "
-          "7-body problem (28 states) with each native explicit method and "
-          "with scipy's nearest method, timing both in this process.\n")
+    print("In this process, timing each side in turn: Lotka-Volterra (2 states, "
+          "101 outputs) and the Pleiades 7-body problem (28 states) with every "
+          "native explicit method against scipy's nearest one; a traced "
+          "right-hand side against scipy and diffrax (if installed); dy/dp by "
+          "dual numbers against finite differences and diffrax's jacfwd; the "
+          "stiff Robertson problem with Rodas5P against scipy's BDF and CVODE "
+          "(scikit-sundae).\n")
     rows = [run_case(case, repeats=3, min_time=0.05) for case in default_cases()]
     print_table(rows)
     print("\nratio = scipy time / diffsens time; err = max relative error against "
