@@ -18,7 +18,7 @@ def main(argv=None):
           "(scikit-sundae).\n")
     rows = [run_case(case, repeats=3, min_time=0.05) for case in default_cases()]
     print_table(rows)
-    print("\nratio = scipy time / diffsens time; err = max relative error against "
+    print("\nratio = peer time / diffsens time; err = max relative error against "
           "a reference solution.\nFull comparison: python -m diffsens.bench")
     return rows
 
