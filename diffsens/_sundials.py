@@ -616,6 +616,16 @@ def _shape_error(what, value, shape):
                       f"shape {np.shape(value)}.")
 
 
+def _store(value, dst, n, counter):
+    """``fun``'s output into SUNDIALS' buffer: shape checked, non-finite noted."""
+    try:
+        dst[:] = value
+    except (ValueError, TypeError) as exc:
+        raise _shape_error("fun", value, (n,)) from exc
+    if not _isfinite(dst).all():
+        counter.nonfinite = True
+
+
 def _rhs(fun, args, n, vectorized, counter):
     def rhsfn(t, y, yp):
         counter.nfev += 1
@@ -624,12 +634,7 @@ def _rhs(fun, args, n, vectorized, counter):
                 f = np.asarray(fun(t, y[:, None], *args)).reshape(-1)
             else:
                 f = fun(t, y, *args)
-            try:
-                yp[:] = f
-            except (ValueError, TypeError) as exc:
-                raise _shape_error("fun", f, (n,)) from exc
-            if not _isfinite(yp).all():
-                counter.nonfinite = True
+            _store(f, yp, n, counter)
         except BaseException as exc:
             counter.user_exc = exc
             raise
@@ -644,12 +649,7 @@ def _residual(fun, args, n, vectorized, counter):
                 r = np.asarray(fun(t, y[:, None], yp[:, None], *args)).reshape(-1)
             else:
                 r = fun(t, y, yp, *args)
-            try:
-                res[:] = r
-            except (ValueError, TypeError) as exc:
-                raise _shape_error("fun", r, (n,)) from exc
-            if not _isfinite(res).all():
-                counter.nonfinite = True
+            _store(r, res, n, counter)
         except BaseException as exc:
             counter.user_exc = exc
             raise

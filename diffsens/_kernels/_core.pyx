@@ -273,6 +273,16 @@ cdef int _python_f(void *ctx, double t, const double *y, const double *p,
 # Traced right-hand sides: the tape interpreter
 # ---------------------------------------------------------------------------
 
+cdef void *hold(list keep, a, dtype) except NULL:
+    """A contiguous copy of ``a`` kept alive in ``keep``; its data pointer is
+    valid even when ``a`` is empty (the kernels never read it then)."""
+    cdef cnp.ndarray arr = np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+    if arr.size == 0:
+        arr = np.zeros(1, dtype=dtype)
+    keep.append(arr)
+    return cnp.PyArray_DATA(arr)
+
+
 cdef class TapeFunction:
     """A scheduled tape (``diffsens._schedule.Program``) bound to the C interpreter.
 
@@ -302,11 +312,7 @@ cdef class TapeFunction:
         self.c.outputs = <const int32_t *>self._hold(program.outputs, np.int32)
 
     cdef void *_hold(self, a, dtype) except NULL:
-        cdef cnp.ndarray arr = np.ascontiguousarray(a, dtype=dtype).reshape(-1)
-        if arr.size == 0:
-            arr = np.zeros(1, dtype=dtype)
-        self.keep.append(arr)
-        return cnp.PyArray_DATA(arr)
+        return hold(self.keep, a, dtype)
 
     cdef tuple _inputs(self, y, p):
         cdef cnp.ndarray yc = _vector(y, self.n, "y")
@@ -588,11 +594,7 @@ cdef class CTableau:
         self.c.stability_boundary = tableau.stability_boundary
 
     cdef const double *_hold(self, a) except NULL:
-        cdef cnp.ndarray arr = np.ascontiguousarray(a, dtype=np.float64)
-        if arr.size == 0:   # a valid pointer even for empty tables
-            arr = np.zeros(1)
-        self.keep.append(arr)
-        return <const double *>cnp.PyArray_DATA(arr)
+        return <const double *>hold(self.keep, a, np.float64)
 
 
 cdef class CRosTableau:
@@ -618,11 +620,7 @@ cdef class CRosTableau:
         self.c.H = self._hold(tableau.H)
 
     cdef const double *_hold(self, a) except NULL:
-        cdef cnp.ndarray arr = np.ascontiguousarray(a, dtype=np.float64)
-        if arr.size == 0:
-            arr = np.zeros(1)
-        self.keep.append(arr)
-        return <const double *>cnp.PyArray_DATA(arr)
+        return <const double *>hold(self.keep, a, np.float64)
 
 
 _tableau_cache = {}
