@@ -29,7 +29,7 @@ from diffsens._kernels.kernels cimport (
     ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
     ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
     ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
-    ds_sens_rhs_init, ds_sens_coupling, ds_ros_tableau, ds_lapack, ds_coupling,
+    ds_sens_rhs_init, ds_sens_coupling, ds_sens_coupling_prepare, ds_ros_tableau, ds_lapack, ds_coupling,
 )
 from scipy.linalg.cython_lapack cimport dgetrf, dgetrs
 
@@ -818,9 +818,14 @@ def solve(tableau, fun, double t0, double t_bound,
                          <const double *>cnp.PyArray_DATA(seed))
         pb.rhs = &sens_rhs
         if rosenbrock:
-            coupling_scratch = np.empty(2 * y0.shape[0])
+            # 2 N for the differences, (N - n) n for the coupling block
+            coupling_scratch = np.empty(2 * y0.shape[0]
+                                        + (y0.shape[0] - rhs.c.n) * rhs.c.n)
             sens_ctx.scratch = <double *>cnp.PyArray_DATA(coupling_scratch)
+            sens_ctx.block = sens_ctx.scratch + 2 * y0.shape[0]
+            sens_ctx.block_ready = 0
             coupling.ctx = &sens_ctx
+            coupling.prepare = ds_sens_coupling_prepare
             coupling.apply = ds_sens_coupling
             pb.coupling = &coupling
     pb.p = NULL if pc is None else <const double *>cnp.PyArray_DATA(pc)

@@ -74,6 +74,8 @@ cdef extern from "rosenbrock.h":
 
     ctypedef struct ds_coupling:
         void *ctx
+        int (*prepare)(void *ctx, double t, const double *Y, const double *F,
+                       const double *p) noexcept
         int (*apply)(void *ctx, double t, const double *Y, const double *F,
                      const double *p, const double *u, double *out) noexcept
 
@@ -212,8 +214,12 @@ cdef extern from "sens.h":
         int k
         const double *p_seed
         double *scratch
+        double *block
+        int block_ready
 
     void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base,
                           int k, const double *p_seed) nogil
     int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
                          const double *p, const double *u, double *out) noexcept
+    int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
+                                 const double *F, const double *p) noexcept

@@ -79,6 +79,58 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
     return info;
 }
 
+/* Below this size W's triangular solves are done here, on dgetrf's factors:
+ * a LAPACK call costs more than the arithmetic of a small solve (measured:
+ * ~5x on a 3-state problem), and with several right-hand sides OpenBLAS goes
+ * through trsm, slower still.  Larger systems use dgetrs, one block at a
+ * time (trsm may hand several right-hand sides to OpenBLAS's threads). */
+#define DS_ROS_SMALL 16
+
+/* x <- W^{-1} x for `count` right-hand sides of length n, W = P L U as
+ * dgetrf leaves it (column-major, 1-based pivots). */
+static void solve_blocks(const ds_lapack *lapack, int n, int count,
+                         const double *LU, const int *ipiv, double *x)
+{
+    if (n > DS_ROS_SMALL) {
+        int nn = n, one = 1, info = 0;
+        char trans = 'N';
+        for (int b = 0; b < count; ++b)
+            lapack->dgetrs(&trans, &nn, &one, (double *)LU, &nn, (int *)ipiv,
+                           x + (size_t)b * n, &nn, &info);
+        return;
+    }
+    /* all right-hand sides advance together, and U's diagonal is inverted
+     * once: independent work in place of a chain of divisions */
+    double inv_diag[DS_ROS_SMALL];
+    for (int j = 0; j < n; ++j)
+        inv_diag[j] = 1.0 / LU[(size_t)j * n + j];
+    for (int i = 0; i < n; ++i) {   /* row interchanges, in order */
+        const int k = ipiv[i] - 1;
+        if (k != i)
+            for (int b = 0; b < count; ++b) {
+                double *xb = x + (size_t)b * n;
+                const double tmp = xb[i];
+                xb[i] = xb[k];
+                xb[k] = tmp;
+            }
+    }
+    for (int j = 0; j < n; ++j)     /* L, unit diagonal */
+        for (int i = j + 1; i < n; ++i) {
+            const double l = LU[(size_t)j * n + i];
+            for (int b = 0; b < count; ++b)
+                x[(size_t)b * n + i] -= l * x[(size_t)b * n + j];
+        }
+    for (int j = n - 1; j >= 0; --j) {   /* U */
+        for (int b = 0; b < count; ++b)
+            x[(size_t)b * n + j] *= inv_diag[j];
+        for (int i = 0; i < j; ++i) {
+            const double u = LU[(size_t)j * n + i];
+            for (int b = 0; b < count; ++b)
+                x[(size_t)b * n + i] -= u * x[(size_t)b * n + j];
+        }
+    }
+}
+
 int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
                 const ds_coupling *coupling,
                 const ds_lapack *lapack, const double *p, const double *M,
@@ -90,8 +142,10 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
     const int n = rhs->n, s = tab->s;
     /* the N states are N / n_block blocks sharing W */
     const int blocks = n / n_block;
-    int nn = n_block, info = 0, rc;
-    char trans = 'N';
+    int rc;
+    if (coupling != NULL && blocks > 1 && n_block < s)
+        if ((rc = coupling->prepare(coupling->ctx, t, y, f0, p)))
+            return rc;
     for (int i = 0; i < s; ++i) {
         double *Ui = U + (size_t)i * n;
         const double *ai = tab->a + (size_t)i * s, *ci = tab->c + (size_t)i * s;
@@ -103,12 +157,18 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
                 same &= ai[j] == tab->a[(size_t)(i - 1) * s + j];
             same &= ai[i - 1] == 0.0 && tab->alpha[i] == tab->alpha[i - 1];
             if (!same) {
-                for (int q = 0; q < n; ++q) {
-                    double acc = 0.0;
-                    for (int j = 0; j < i; ++j)
-                        acc += ai[j] * U[(size_t)j * n + q];
-                    ytmp[q] = y[q] + acc;
+                /* stage-major, so each pass runs along contiguous memory;
+                 * the increments are summed before y is added */
+                memset(ytmp, 0, (size_t)n * sizeof(double));
+                for (int j = 0; j < i; ++j) {
+                    const double a = ai[j];
+                    const double *Uj = U + (size_t)j * n;
+                    if (a != 0.0)
+                        for (int q = 0; q < n; ++q)
+                            ytmp[q] += a * Uj[q];
                 }
+                for (int q = 0; q < n; ++q)
+                    ytmp[q] += y[q];
                 ++*nfev;
                 if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, ytmp, p, work)))
                     return rc;
@@ -118,12 +178,15 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
         /* + M sum_j (c_ij / h) U_j */
         double *cu = ytmp;
         int any = 0;
-        for (int q = 0; q < n; ++q) {
-            double acc = 0.0;
-            for (int j = 0; j < i; ++j)
-                acc += ci[j] * U[(size_t)j * n + q];
-            cu[q] = acc / h;
-            any |= acc != 0.0;
+        memset(cu, 0, (size_t)n * sizeof(double));
+        for (int j = 0; j < i; ++j) {
+            const double c = ci[j] / h;
+            const double *Uj = U + (size_t)j * n;
+            if (c != 0.0) {
+                any = 1;
+                for (int q = 0; q < n; ++q)
+                    cu[q] += c * Uj[q];
+            }
         }
         if (any) {
             if (M == NULL) {
@@ -144,11 +207,7 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
             for (int q = 0; q < n; ++q)
                 Ui[q] += gh * dfdt[q];
         }
-        /* One dgetrs per block: with several right-hand sides LAPACK goes
-         * through trsm, which OpenBLAS may hand to its threads -- far slower
-         * than the solve itself for the small systems Rosenbrock serves. */
-        int one = 1;
-        lapack->dgetrs(&trans, &nn, &one, W, &nn, ipiv, Ui, &nn, &info);
+        solve_blocks(lapack, n_block, 1, W, ipiv, Ui);
         if (coupling != NULL && blocks > 1) {
             /* rhs_S + B U_y for the sensitivity blocks */
             if ((rc = coupling->apply(coupling->ctx, t, y, f0, p, Ui, ytmp)))
@@ -156,21 +215,23 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
             for (int q = n_block; q < n; ++q)
                 Ui[q] += ytmp[q - n_block];
         }
-        for (int b = 1; b < blocks; ++b)
-            lapack->dgetrs(&trans, &nn, &one, W, &nn, ipiv, Ui + (size_t)b * n_block,
-                           &nn, &info);
+        if (blocks > 1)
+            solve_blocks(lapack, n_block, blocks - 1, W, ipiv, Ui + n_block);
         if (i == 0)   /* keep f0 for a reused first-stage argument */
             memcpy(work, f0, (size_t)n * sizeof(double));
     }
-    for (int q = 0; q < n; ++q) {
-        double acc = 0.0, e = 0.0;
-        for (int i = 0; i < s; ++i) {
-            acc += tab->m[i] * U[(size_t)i * n + q];
-            e += tab->e[i] * U[(size_t)i * n + q];
+    memset(y_new, 0, (size_t)n * sizeof(double));
+    memset(err, 0, (size_t)n * sizeof(double));
+    for (int i = 0; i < s; ++i) {
+        const double mi = tab->m[i], ei = tab->e[i];
+        const double *Ui = U + (size_t)i * n;
+        for (int q = 0; q < n; ++q) {
+            y_new[q] += mi * Ui[q];
+            err[q] += ei * Ui[q];
         }
-        y_new[q] = y[q] + acc;
-        err[q] = e;
     }
+    for (int q = 0; q < n; ++q)
+        y_new[q] += y[q];
     return 0;
 }
 

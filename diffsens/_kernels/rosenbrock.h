@@ -70,9 +70,15 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
                   const double *M, const double *J, double *W, int *ipiv);
 
 /* Forward sensitivities: the coupling block of the augmented Jacobian (see
- * ds_sens_coupling), applied to a direction of the first n states. */
+ * ds_sens_coupling), applied to a direction of the first n states.  The
+ * block is taken at the step's start, so every stage of a step shares it:
+ * when the system has fewer states than the method stages, ds_ros_step calls
+ * prepare once per step to form the block (n directions), and apply then
+ * multiplies by it instead of differencing along each stage's direction. */
 typedef struct ds_coupling {
     void *ctx;
+    int (*prepare)(void *ctx, double t, const double *Y, const double *F,
+                   const double *p);
     int (*apply)(void *ctx, double t, const double *Y, const double *F,
                  const double *p, const double *u, double *out);
 } ds_coupling;

@@ -29,6 +29,8 @@ typedef struct ds_sens_ctx {
     int k;                  /* sensitivity directions */
     const double *p_seed;   /* m * k, lane-major */
     double *scratch;        /* 2 n (1 + k): for ds_sens_coupling */
+    double *block;          /* n k x n: the coupling block (column-major) */
+    int block_ready;        /* block holds the current step's coupling */
 } ds_sens_ctx;
 
 /* An rhs of size n (1 + k) over the base rhs of size n. */
@@ -43,6 +45,11 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
  */
 int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
                      const double *p, const double *u, double *out);
+
+/* Forms the coupling block at (t, Y) by n forward differences, one per state
+ * direction; ds_sens_coupling then applies it as a matrix. */
+int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
+                             const double *F, const double *p);
 
 #ifdef __cplusplus
 }

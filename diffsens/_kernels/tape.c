@@ -306,7 +306,12 @@ DS_INLINE void forward_block(const ds_tape *tape, const block *Bp, const double 
         break;
     case DS_OP_PROD:
         for (int i = 0; i < B.count; ++i) {
-            double acc = v[tape->lc_slot[a[i]]];
+            const int32_t *f = tape->lc_slot + a[i];
+            if (a[i + 1] - a[i] == 3) {   /* the common k y_a y_b of mass action */
+                out[i] = v[f[0]] * v[f[1]] * v[f[2]];
+                continue;
+            }
+            double acc = v[f[0]];
             for (int j = a[i] + 1; j < a[i + 1]; ++j)
                 acc *= v[tape->lc_slot[j]];
             out[i] = acc;
@@ -430,6 +435,17 @@ static void jvp_block(const ds_tape *tape, const block *Bp, double *v, double *d
         return;
     case DS_OP_PROD:
         for (int i = 0; i < B.count; ++i) {
+            if (a[i + 1] - a[i] == 3) {   /* the common k y_a y_b of mass action */
+                const int32_t *f3 = ls + a[i];
+                const double x0 = v[f3[0]], x1 = v[f3[1]], x2 = v[f3[2]];
+                const double c0 = x1 * x2, c1 = x0 * x2, c2 = x0 * x1;
+                const double *d0 = d + (size_t)f3[0] * k, *d1 = d + (size_t)f3[1] * k,
+                             *d2 = d + (size_t)f3[2] * k;
+                double *dout = d + (size_t)(slot + i) * k;
+                for (int j = 0; j < k; ++j)
+                    dout[j] = c0 * d0[j] + c1 * d1[j] + c2 * d2[j];
+                continue;
+            }
             int32_t fs[DS_PROD_MAX];
             double coef[DS_PROD_MAX];
             const int f = list_partials(tape, &B, i, v, fs, coef, DS_PROD_MAX);
