@@ -718,6 +718,34 @@ cdef cnp.ndarray grow(cnp.ndarray old, Py_ssize_t rows, object width,
 # The solve
 # ---------------------------------------------------------------------------
 
+cdef tuple front_end(fun, Py_ssize_t n_user, bint is_complex, bint vectorized,
+                     tuple args, p, jac, int lanes, bint rosenbrock, double t0, y0):
+    """The vtable owner for ``fun`` and its parameters as a C array (or None).
+
+    A `TapeFunction` gets scratch for ``lanes`` dual lanes; a `DualFunction`
+    evaluates on dual numbers; a plain callable gets the user's ``jac``, or
+    duals for exact Rosenbrock Jacobians when it takes them."""
+    cdef RHSFrontEnd rhs
+    cdef cnp.ndarray pc = None
+    if isinstance(fun, TapeFunction):
+        rhs = TapeRHS(fun, lanes)
+        rhs.c.autonomous = (<TapeFunction>fun).tape.autonomous
+        if (<TapeFunction>fun).m:
+            pc = _vector(p, (<TapeFunction>fun).m, "p")
+    elif isinstance(fun, DualFunction):
+        rhs = PythonRHS((<DualFunction>fun).fun, n_user, False, False, args)
+        (<PythonRHS>rhs).enable_duals(p, (<DualFunction>fun).extra_args)
+        if p is not None:
+            pc = np.ascontiguousarray(p, dtype=np.float64)
+    else:
+        rhs = PythonRHS(fun, n_user, is_complex, vectorized, args)
+        if jac is not None:
+            (<PythonRHS>rhs).enable_jac(jac)
+        elif rosenbrock and not is_complex and _duals_work(fun, t0, y0, args):
+            (<PythonRHS>rhs).enable_duals(None, args)   # exact Jacobians
+    return rhs, pc
+
+
 def solve(tableau, fun, double t0, double t_bound,
           cnp.ndarray y0, tuple args, bint is_complex,
           bint vectorized, cnp.ndarray rtol, cnp.ndarray atol,
@@ -755,22 +783,11 @@ def solve(tableau, fun, double t0, double t_bound,
     cdef cnp.ndarray seed = None, coupling_scratch = None
     cdef bint rosenbrock = isinstance(method, CRosTableau)
     cdef cnp.ndarray massc = None
-    if isinstance(fun, TapeFunction):
-        # a Rosenbrock Jacobian is one jvp of n lanes
-        rhs = TapeRHS(fun, max(sens_lanes, n_user if rosenbrock else 1, 1))
-        rhs.c.autonomous = (<TapeFunction>fun).tape.autonomous
-        if (<TapeFunction>fun).m:
-            pc = _vector(p, (<TapeFunction>fun).m, "p")
-        release_gil = not events
-    elif isinstance(fun, DualFunction):
-        rhs = PythonRHS((<DualFunction>fun).fun, n_user, False, False, args)
-        (<PythonRHS>rhs).enable_duals(p, (<DualFunction>fun).extra_args)
-    else:
-        rhs = PythonRHS(fun, n_user, is_complex, vectorized, args)
-        if jac is not None:
-            (<PythonRHS>rhs).enable_jac(jac)
-        elif rosenbrock and not is_complex and _duals_work(fun, t0, y0, args):
-            (<PythonRHS>rhs).enable_duals(None, args)   # exact Jacobians
+    # a Rosenbrock Jacobian is one jvp of n lanes
+    rhs, pc = front_end(fun, n_user, is_complex, vectorized, args, p, jac,
+                        max(sens_lanes, n_user if rosenbrock else 1, 1),
+                        rosenbrock, t0, y0)
+    release_gil = isinstance(fun, TapeFunction) and not events
     if mass is not None:
         massc = np.asfortranarray(mass, dtype=np.float64)
     cdef PythonEvents ev = None
@@ -906,3 +923,6 @@ def solve(tableau, fun, double t0, double t_bound,
         raw.update(ev_which=out.ev_which[:n_ev], ev_t=out.ev_t[:n_ev],
                    ev_y=out.ev_y[:n_ev])
     return raw
+
+
+include "_adjoint.pxi"

@@ -14,9 +14,9 @@ int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
     return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
 }
 
-/* out = y + h * sum_{j < count} coef[j] K_j.  Component-outer: each sum stays
- * in a register, which is what small systems (the common case) want. */
-static void combine(int n, const double *y, double h, const double *coef,
+/* Component-outer: each sum stays in a register, which is what small systems
+ * (the common case) want. */
+void ds_erk_combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out)
 {
     for (int q = 0; q < n; ++q) {
@@ -33,7 +33,7 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
 {
     const int n = rhs->n, s = tab->s;
     for (int i = 1; i < s; ++i) {
-        combine(n, y, h, tab->A + (size_t)i * s, i, K, ytmp);
+        ds_erk_combine(n, y, h, tab->A + (size_t)i * s, i, K, ytmp);
         if (i == tab->stiffness_stage && y_stiff != NULL)
             memcpy(y_stiff, ytmp, (size_t)n * sizeof(double));
         ++*nfev;
@@ -41,7 +41,7 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
         if (rc)
             return rc;
     }
-    combine(n, y, h, tab->b, s, K, y_new);
+    ds_erk_combine(n, y, h, tab->b, s, K, y_new);
     if (with_last) {
         ++*nfev;
         return rhs->f(rhs->ctx, t + h, y_new, p, K + (size_t)s * n);
@@ -92,7 +92,7 @@ int ds_erk_extra_stages(const ds_erk_tableau *tab, const ds_rhs *rhs,
     const int n = rhs->n, s = tab->s, width = s + 1 + tab->r;
     for (int j = 0; j < tab->r; ++j) {
         const int stage = s + 1 + j;
-        combine(n, y, h, tab->A_extra + (size_t)j * width, stage, K, ytmp);
+        ds_erk_combine(n, y, h, tab->A_extra + (size_t)j * width, stage, K, ytmp);
         ++*nfev;
         int rc = rhs->f(rhs->ctx, t + tab->c_extra[j] * h, ytmp, p,
                         K + (size_t)stage * n);

@@ -39,6 +39,10 @@ typedef struct ds_erk_tableau {
     double stability_boundary;  /* real-axis stability interval length */
 } ds_erk_tableau;
 
+/* out = y + h * sum_{j < count} coef[j] K_j: a stage's argument. */
+void ds_erk_combine(int n, const double *y, double h, const double *coef,
+                    int count, const double *K, double *out);
+
 /* Number of stage vectors K must hold: s + 1 + r. */
 int ds_erk_stage_count(const ds_erk_tableau *tab);
 

@@ -144,7 +144,11 @@ cdef extern from "integrate.h":
         const ds_events *events
 
     ctypedef struct ds_solver:
+        ds_problem pb
         int n
+        int started
+        double h_abs
+        double *K
         int stopped_stiff
         int stopped_nonstiff
         double t
@@ -223,3 +227,39 @@ cdef extern from "sens.h":
                          const double *p, const double *u, double *out) noexcept
     int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
                                  const double *F, const double *p) noexcept
+
+
+cdef extern from "adjoint.h":
+    ctypedef struct ds_interp:
+        int n
+        int d
+        long len
+        const double *t_old
+        const double *h
+        const double *y_old
+        const double *Q
+        long cursor
+
+    enum:
+        DS_ADJ_LAMBDA
+        DS_ADJ_LAMBDA_MU
+        DS_ADJ_BACKSOLVE
+
+    ctypedef struct ds_adjoint_ctx:
+        const ds_rhs *base
+        const double *p
+        ds_interp *interp
+        int mode
+        double *scratch
+
+    size_t ds_adjoint_scratch(int n, int m) nogil
+    void ds_adjoint_rhs_init(ds_rhs *adj, ds_adjoint_ctx *ctx, const ds_rhs *base,
+                             const double *p, ds_interp *interp, int mode,
+                             double *scratch) nogil
+    int ds_adjoint_quadrature(ds_adjoint_ctx *ctx, ds_interp *lam, int nodes,
+                              double *mu, long *nvjp) nogil
+    int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                            double t, const double *y, double h, double *K,
+                            double *stage_y, double *kbar, int n_out,
+                            const double *theta, const double *w, double *lam,
+                            double *pbar, long *nfev) nogil

@@ -1,0 +1,333 @@
+"""Adjoint sensitivities: ``adjoint_gradient`` and the automatic ``gradient``.
+
+The forward pass integrates ``y`` keeping a checkpoint every ``checkpoints``
+steps; the backward pass re-integrates each stretch from its checkpoint and
+runs the adjoint ``lambda' = -J_y^T lambda`` back over it (adjoint.h has the
+mathematics).  The strategies differ in how ``dL/dp = int J_p^T lambda dt``
+is formed and where ``y(t)`` comes from:
+
+===============  ==========================================  ==================
+strategy         parameter integral / y(t)                   memory
+===============  ==========================================  ==================
+'gauss'          Gauss-Legendre on each backward step        checkpoints + one
+                 / checkpoints                               stretch
+'interpolating'  carried with lambda, error-controlled       same
+                 / checkpoints
+'quadrature'     Gauss-Legendre after the backward pass,     all backward steps
+                 over stored lambda / checkpoints
+'backsolve'      carried with lambda / y integrated back     O(1); unstable on
+                 with it                                     stiff problems
+'discrete'       exact derivative of the discrete explicit   checkpoints + one
+                 RK solution (reverse through each step)     stretch
+===============  ==========================================  ==================
+"""
+import numpy as np
+
+from ._dual import seed, split
+from ._ivp import (EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau, native_options,
+                   validated_t_eval)
+from ._kernels import _core
+from ._result import OdeResult
+from ._rhs import TracedRHS, trace
+from ._sens import _positive_int, _validated_parameters, solve_ivp_sens
+
+__all__ = ["adjoint_gradient", "gradient", "GradientResult"]
+
+STRATEGIES = ("gauss", "interpolating", "quadrature", "backsolve", "discrete")
+DEFAULT_CHECKPOINT_INTERVAL = 100
+# Forward mode while states + parameters stay below this (Ma et al. 2021:
+# forward wins up to roughly a hundred).
+FORWARD_LIMIT = 100
+_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
+            "adjoint_rtol", "adjoint_atol", "quadrature_nodes"}
+
+
+class GradientResult(OdeResult):
+    """Value and gradient of a loss of an ODE solution.
+
+    Attributes
+    ----------
+    value : float or None
+        The loss (``None`` when the caller gave ``dgdy``).
+    grad_p : ndarray, shape (m,)
+        Its derivative with respect to the parameters.
+    grad_y0 : ndarray, shape (n,)
+        ... and with respect to the initial values.
+    t, y : ndarray
+        The forward solution at ``t_eval``.
+    nfev, nfev_adjoint : int
+        Right-hand-side evaluations forward and backward (a backward one is
+        one vector-Jacobian product or a re-run forward evaluation).
+    n_checkpoints : int
+        Checkpoints the forward pass kept.
+    adjoint : str
+        The strategy used.
+    status : int
+        0 on success, -1 when a pass failed (see ``message``).
+    """
+
+
+def _kernel_fun(fun, n, m, p, args):
+    if isinstance(fun, TracedRHS):
+        if fun.n != n or fun.m != m:
+            raise ValueError(f"The traced right-hand side has n = {fun.n}, m = {fun.m}; "
+                             f"`y0` and `p` give n = {n}, m = {m}.")
+        fun.parameters((p,) + args)
+        return fun.function
+    if callable(fun):
+        return _core.DualFunction(fun, args)
+    raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
+
+
+def _with_integrand(fun, g, n, y0, p, args):
+    """``[y, q]`` with ``q' = g(t, y, p)``: the integral becomes a final value."""
+    if isinstance(fun, TracedRHS):
+        raise TypeError("With `g`, pass the plain Python `fun` (it is traced together "
+                        "with `g`), not an already traced one.")
+
+    def augmented(t, z, p_, *extra):
+        return np.array(list(fun(t, z[:n], p_, *extra)) + [g(t, z[:n], p_)])
+
+    return augmented, np.concatenate([y0, [0.0]])
+
+
+def _loss_derivatives(loss, Y, p, chunk=256):
+    """loss(Y, p) and its partial derivatives (dY (n, nt), dp (m,)) by
+    dual numbers, ``chunk`` directions at a time."""
+    Y = np.asarray(Y, dtype=float)
+    values = np.concatenate([Y.ravel(), p])
+    total = values.size
+    grads = np.zeros(total)
+    value = None
+    for start in range(0, max(total, 1), chunk):
+        stop = min(start + chunk, total)
+        partials = np.zeros((total, stop - start))
+        partials[np.arange(start, stop), np.arange(stop - start)] = 1.0
+        duals = seed(values, partials)
+        out = loss(duals[:Y.size].reshape(Y.shape), duals[Y.size:])
+        v, d = split(np.array([out], dtype=object).reshape(1), 1, stop - start)
+        value = float(v[0])
+        grads[start:stop] = d[0] if np.ndim(d) == 2 else d
+    return value, grads[:Y.size].reshape(Y.shape), grads[Y.size:]
+
+
+def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
+               checkpoints, args):
+    given = [name for name, x in (("dgdy", dgdy), ("g", g), ("loss", loss)) if x is not None]
+    if len(given) != 1:
+        raise ValueError("Pass exactly one of `dgdy`, `g` and `loss`"
+                         + (f" (got {', '.join(given)})." if given else "."))
+    if method not in EXPLICIT_METHODS + ROSENBROCK_METHODS:
+        raise ValueError(f"`method` must be one of {list(EXPLICIT_METHODS + ROSENBROCK_METHODS)} "
+                         f"for adjoints, got {method!r}.")
+    if adjoint not in STRATEGIES:
+        raise ValueError(f"`adjoint` must be one of {list(STRATEGIES)}, got {adjoint!r}.")
+    if adjoint == "discrete" and method in ROSENBROCK_METHODS:
+        raise ValueError("adjoint='discrete' differentiates an explicit Runge-Kutta "
+                         "solution; with a Rosenbrock method use adjoint='gauss'.")
+    if checkpoints is not None:
+        checkpoints = _positive_int(checkpoints, "checkpoints")
+    t0, tf = map(float, t_span)
+    if not (np.isfinite(t0) and np.isfinite(tf)):
+        raise ValueError("`t_span` must hold finite `t0` and `tf`.")
+    p = _validated_parameters(p)
+    y0 = np.asarray(y0)
+    if np.iscomplexobj(y0):
+        raise ValueError("`y0` must be real for gradients.")
+    y0 = np.asarray(y0, dtype=float)
+    if y0.ndim != 1:
+        raise ValueError("`y0` must be 1-dimensional.")
+    if not np.isfinite(y0).all():
+        raise ValueError("All components of the initial state `y0` must be finite.")
+    if (dgdy is not None or loss is not None) and t_eval is None:
+        raise ValueError(f"`{given[0]}` is a function of the outputs: pass `t_eval`.")
+    if t_eval is not None:
+        t_eval = validated_t_eval(t_eval, t0, tf)
+    if dgdy is not None:
+        dgdy = np.asarray(dgdy, dtype=float)
+        if dgdy.shape != (y0.shape[0], len(t_eval)):
+            raise ValueError(f"`dgdy` must have shape (n, len(t_eval)) = "
+                             f"({y0.shape[0]}, {len(t_eval)}), got {dgdy.shape}.")
+    args = tuple(args) if args is not None else ()
+    return t0, tf, y0, p, t_eval, dgdy, checkpoints, args
+
+
+def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss=None,
+                     method="Tsit5", adjoint="gauss", checkpoints=None, args=(),
+                     **options):
+    """Gradient of a loss of an ODE solution by the adjoint method.
+
+    Parameters
+    ----------
+    fun : callable or TracedRHS
+        ``fun(t, y, p, *args)``; a traced one runs both passes in C.
+    t_span : 2-tuple of floats
+        ``(t0, tf)``.
+    y0 : array_like, shape (n,)
+        Initial values.
+    p : array_like, shape (m,)
+        Parameters.
+    t_eval : array_like, optional
+        Output times (needed by ``dgdy`` and ``loss``).
+    dgdy : array_like, shape (n, len(t_eval)), optional
+        Weights of a vector-Jacobian product: the result is
+        ``sum_i dgdy[:, i] @ dy(t_i)/dp`` (and ``.../dy0``).
+    g : callable, optional
+        ``g(t, y, p)``, a scalar integrand: the loss is its integral over
+        ``t_span`` (the CVODES form).  ``fun`` must then be a Python function.
+    loss : callable, optional
+        ``loss(Y, p)``, a scalar function of the outputs ``Y`` (n, len(t_eval));
+        its own derivatives come from dual numbers.
+    method : str
+        Forward method: an explicit one ('Tsit5', 'RK45', 'DOP853', 'Vern7',
+        'RK23') or a Rosenbrock one ('Rosenbrock23', 'Rodas4', 'Rodas5P'),
+        which then integrates the adjoint too (stiff-safe).
+    adjoint : str
+        'gauss' (default), 'interpolating', 'quadrature', 'backsolve' or
+        'discrete'; see the module notes and the docs page "Adjoints".
+    checkpoints : int, optional
+        Forward steps between checkpoints (default 100).  Memory is
+        O(steps / checkpoints + checkpoints).
+    args : tuple
+        Extra arguments of ``fun`` after ``p``.
+    **options
+        ``rtol``, ``atol``, ``max_step``, ``first_step``, ``max_steps`` as
+        for `solve_ivp`; ``adjoint_rtol``/``adjoint_atol`` for the backward
+        pass (default: the forward ones); ``quadrature_nodes`` (Gauss points
+        per backward step, default from the method's order).
+
+    Returns
+    -------
+    GradientResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import diffsens
+    >>> def decay(t, y, p):
+    ...     return -p[0] * y
+    >>> res = diffsens.adjoint_gradient(decay, (0, 2), [4.0], [1.5], t_eval=[2.0],
+    ...                                 loss=lambda Y, p: Y[0, -1],
+    ...                                 rtol=1e-10, atol=1e-12)
+    >>> bool(np.isclose(res.grad_p[0], -2 * 4.0 * np.exp(-3.0), rtol=1e-7))
+    True
+    """
+    t0, tf, y0, p, t_eval, dgdy, checkpoints, args = _validated(
+        fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint, checkpoints, args)
+    n, m = y0.shape[0], p.shape[0]
+    options = dict(options)
+    adjoint_rtol = options.pop("adjoint_rtol", None)
+    adjoint_atol = options.pop("adjoint_atol", None)
+    nodes = options.pop("quadrature_nodes", None)
+
+    system, z0 = fun, y0
+    if g is not None:
+        system, z0 = _with_integrand(fun, g, n, y0, p, args)
+        if not isinstance(fun, TracedRHS):
+            try:
+                system = trace(system, z0, p, args=args)
+            except Exception:
+                pass   # not traceable: dual numbers through the Python functions
+    N = z0.shape[0]
+    kernel_fun = _kernel_fun(system, N, m, p, args)
+    opt = native_options(options, N, t0, tf, known=_OPTIONS - {
+        "adjoint_rtol", "adjoint_atol", "quadrature_nodes"})
+    rtol, atol = opt["rtol"], opt["atol"]
+    a_rtol = float(np.min(rtol)) if adjoint_rtol is None else float(adjoint_rtol)
+    a_atol = float(np.min(atol)) if adjoint_atol is None else float(adjoint_atol)
+    tableau = _tableau(method)
+    if nodes is None:
+        nodes = min(5, max(2, (getattr(tableau, "order", 4) + 2) // 2))
+    interval = checkpoints or DEFAULT_CHECKPOINT_INTERVAL
+    if adjoint == "quadrature":
+        interval = opt["max_steps"] + 1   # one stretch: lambda is integrated after
+
+    # without outputs, one at tf keeps the forward pass's buffers fixed
+    outputs = t_eval if t_eval is not None else np.array([tf])
+    solve = _core.AdjointSolve(tableau, kernel_fun, t0, tf, z0, p, rtol, atol,
+                               opt["max_step"], opt["first_step"], opt["max_steps"],
+                               outputs, interval)
+    status, message = solve.forward()
+    res = GradientResult(t=solve.t_out, y=solve.y_out[:n], nfev=solve.nfev_forward,
+                         n_checkpoints=solve.n_checkpoints, adjoint=adjoint,
+                         status=status, message=message, success=status == 0,
+                         value=None, grad_p=np.full(m, np.nan), grad_y0=np.full(n, np.nan),
+                         nfev_adjoint=0, n_steps=solve.n_steps)
+    if status != 0:
+        return res
+
+    grad_p_direct = np.zeros(m)
+    if dgdy is not None:
+        W = dgdy
+    elif loss is not None:
+        res.value, W, grad_p_direct = _loss_derivatives(loss, solve.y_out, p)
+    else:
+        res.value = float(solve.y_out[n, -1])
+        W = np.zeros((N, 1))
+        W[n, 0] = 1.0
+    grad_p, lam, status, message = solve.backward(np.asarray(W, dtype=float), adjoint,
+                                                  a_rtol, a_atol, int(nodes))
+    res.status, res.message, res.success = status, message or res.message, status == 0
+    res.nfev_adjoint = solve.nfev_backward
+    res.grad_p = np.asarray(grad_p) + grad_p_direct
+    res.grad_y0 = np.asarray(lam)[:n]
+    if status != 0:
+        res.message = message
+    return res
+
+
+def gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss=None,
+             method="Tsit5", args=(), **options):
+    """Gradient of a loss by whichever route is cheaper: forward or adjoint.
+
+    Forward sensitivities (dual numbers, one pass carrying n + m directions)
+    win while states plus parameters are few; past ``FORWARD_LIMIT`` the
+    adjoint's one backward pass wins (Ma et al. 2021).  The result says which
+    ran and why (``strategy``, ``reason``).  Parameters as `adjoint_gradient`.
+
+    Examples
+    --------
+    >>> import diffsens
+    >>> res = diffsens.gradient(lambda t, y, p: -p[0] * y, (0, 1), [1.0], [2.0],
+    ...                         t_eval=[1.0], loss=lambda Y, p: Y[0, 0])
+    >>> res.strategy
+    'forward'
+    """
+    n, m = np.size(y0), np.size(p)
+    if n + m >= FORWARD_LIMIT:
+        res = adjoint_gradient(fun, t_span, y0, p, t_eval=t_eval, dgdy=dgdy, g=g,
+                               loss=loss, method=method, adjoint="gauss", args=args,
+                               **options)
+        res.strategy = "adjoint:gauss"
+        res.reason = (f"n + m = {n + m} >= {FORWARD_LIMIT}: one backward pass costs "
+                      "less than carrying n + m forward directions.")
+        return res
+    t0, tf, y0, p, t_eval, dgdy, _, args = _validated(
+        fun, t_span, y0, p, t_eval, dgdy, g, loss, method, "gauss", None, args)
+    system, z0 = fun, y0
+    if g is not None:
+        system, z0 = _with_integrand(fun, g, n, y0, p, args)
+        t_eval = np.array([tf])
+    sens = "continuous" if method in ROSENBROCK_METHODS else "dual"
+    fw = solve_ivp_sens(system, (t0, tf), z0, p, method=method, t_eval=t_eval,
+                        sens=sens, wrt=("p", "y0"), args=args, **options)
+    Y = fw.y
+    grad_p_direct = np.zeros(m)
+    value = None
+    if dgdy is not None:
+        W = dgdy
+    elif loss is not None:
+        value, W, grad_p_direct = _loss_derivatives(loss, Y, p)
+    else:
+        value = float(Y[n, -1])
+        W = np.zeros_like(Y)
+        W[n, -1] = 1.0
+    res = GradientResult(t=fw.t, y=Y[:n], nfev=fw.nfev, status=fw.status,
+                         message=fw.message, success=fw.success, value=value,
+                         grad_p=np.einsum("it,ijt->j", W, fw.sens) + grad_p_direct,
+                         grad_y0=np.einsum("it,ijt->j", W, fw.sens_y0)[:n],
+                         nfev_adjoint=0, n_checkpoints=0, adjoint=None)
+    res.strategy = "forward"
+    res.reason = (f"n + m = {n + m} < {FORWARD_LIMIT}: forward dual numbers carry "
+                  "every direction in one pass, cheaper than a backward pass here.")
+    return res

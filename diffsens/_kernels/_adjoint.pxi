@@ -1,0 +1,480 @@
+# Adjoint sensitivities (included by _core.pyx): the forward pass with its
+# checkpoints, and the backward passes of every strategy.  The mathematics is
+# in adjoint.h; this file only moves between the driver's calls.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
+from diffsens._kernels.kernels cimport (
+    DS_ADJ_BACKSOLVE, DS_ADJ_LAMBDA, DS_ADJ_LAMBDA_MU, ds_adjoint_ctx,
+    ds_adjoint_quadrature, ds_adjoint_rhs_init, ds_adjoint_scratch,
+    ds_erk_stage_count, ds_erk_step_adjoint, ds_interp,
+)
+
+ADJOINT_MODES = {"gauss": DS_ADJ_LAMBDA, "quadrature": DS_ADJ_LAMBDA,
+                 "interpolating": DS_ADJ_LAMBDA_MU, "backsolve": DS_ADJ_BACKSOLVE}
+
+
+cdef class AdjointSolve:
+    """One forward solve kept for backward passes.
+
+    ``forward()`` integrates y, keeping a checkpoint (the driver's whole
+    state) every ``interval`` accepted steps and the outputs at ``t_eval``.
+    ``backward(W, strategy)`` re-integrates each stretch between checkpoints
+    from its checkpoint -- bit-identical to the forward pass, since the
+    driver is deterministic -- and runs the adjoint back over it, adding
+    ``W[:, i]`` to lambda at ``t_eval[i]``.
+    """
+    cdef object method, fun
+    cdef RHSFrontEnd rhs
+    cdef cnp.ndarray pc, y0c, rtolc, atolc, t_evalc
+    cdef ds_problem pb
+    cdef ds_solver S
+    cdef void *work
+    cdef readonly Py_ssize_t n, m, interval
+    cdef bint release_gil, rosenbrock
+    cdef list snapshots        # (solver bytes, y, f0) at each checkpoint
+    cdef readonly object t_out, y_out
+    cdef readonly double t_final
+    cdef readonly long nfev_forward, nfev_backward, n_steps
+
+    def __cinit__(self):
+        self.work = NULL
+
+    def __init__(self, tableau, fun, double t0, double t_bound, cnp.ndarray y0,
+                 p, cnp.ndarray rtol, cnp.ndarray atol, double max_step,
+                 double first_step, long max_steps, t_eval, long interval):
+        self.method = c_tableau(tableau)
+        self.rosenbrock = isinstance(self.method, CRosTableau)
+        self.n = y0.shape[0]
+        self.fun = fun
+        # lanes: n for a Rosenbrock Jacobian, n + m for the adjoint's
+        cdef int m = <int>np.asarray(p).shape[0]
+        self.m = m
+        # a Python fun is called as fun(t, y, p, *args)
+        call_args = ((np.asarray(p, dtype=np.float64),) + (<DualFunction>fun).extra_args
+                     if isinstance(fun, DualFunction) else ())
+        self.rhs, self.pc = front_end(fun, self.n, False, False, call_args, p, None,
+                                      <int>(self.n + m), self.rosenbrock, t0, y0)
+        if self.pc is None:
+            self.pc = np.zeros(1)
+        self.release_gil = isinstance(fun, TapeFunction)
+        self.y0c = np.ascontiguousarray(y0, dtype=np.float64)
+        self.rtolc = np.ascontiguousarray(rtol, dtype=np.float64)
+        self.atolc = np.ascontiguousarray(atol, dtype=np.float64)
+        self.t_evalc = None if t_eval is None else np.ascontiguousarray(t_eval, dtype=np.float64)
+        self.interval = interval
+        _bind_method(&self.pb, self.method)
+        self.pb.jac_rhs = &self.rhs.c if self.rosenbrock else NULL
+        self.pb.rhs = &self.rhs.c
+        self.pb.p = <const double *>cnp.PyArray_DATA(self.pc)
+        self.pb.t0 = t0
+        self.pb.t_bound = t_bound
+        self.pb.y0 = <const double *>cnp.PyArray_DATA(self.y0c)
+        self.pb.norm_n = 0
+        self.pb.rtol = <const double *>cnp.PyArray_DATA(self.rtolc)
+        self.pb.rtol_len = <int>self.rtolc.shape[0]
+        self.pb.atol = <const double *>cnp.PyArray_DATA(self.atolc)
+        self.pb.atol_len = <int>self.atolc.shape[0]
+        self.pb.max_step = max_step
+        self.pb.first_step = first_step
+        self.pb.max_steps = max_steps
+        self.pb.stiffness_check = False
+        self.pb.nonstiff_bound = 0.0
+        self.pb.yield_every = interval
+        self.pb.t_eval = NULL if self.t_evalc is None else <const double *>cnp.PyArray_DATA(self.t_evalc)
+        self.pb.n_eval = 0 if self.t_evalc is None else self.t_evalc.shape[0]
+        self.pb.events = NULL
+        self.work = malloc(ds_workspace_size(&self.pb))
+        if self.work == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.work)
+
+    cdef object _snapshot(self):
+        return (PyBytes_FromStringAndSize(<char *>&self.S, sizeof(ds_solver)),
+                np.asarray(<double[:self.n]>self.S.y).copy(),
+                np.asarray(<double[:self.n]>self.S.K).copy())
+
+    cdef void _restore(self, tuple snap):
+        memcpy(&self.S, PyBytes_AS_STRING(snap[0]), sizeof(ds_solver))
+        memcpy(self.S.y, cnp.PyArray_DATA(<cnp.ndarray>snap[1]), self.n * sizeof(double))
+        memcpy(self.S.K, cnp.PyArray_DATA(<cnp.ndarray>snap[2]), self.n * sizeof(double))
+
+    cdef int _run(self, ds_solver *S, OutputBuffers out, bint stop_on_yield) except? -9:
+        cdef int rc
+        while True:
+            if self.release_gil:
+                with nogil:
+                    rc = ds_run(S, &out.c)
+            else:
+                rc = ds_run(S, &out.c)
+            if rc == DS_NEED_SPACE:
+                out.make_room(0)
+            elif rc == DS_YIELD:
+                PyErr_CheckSignals()
+                if stop_on_yield:
+                    return rc
+            else:
+                break
+        if rc == DS_CALLBACK_STOP:
+            if self.rhs.error is None:
+                raise RuntimeError("a callback stopped the solver without an error")
+            raise self.rhs.error
+        return rc
+
+    def forward(self):
+        """Integrates y, keeping checkpoints; returns (status, message)."""
+        cdef int d = _dense_degree(&self.pb)
+        cdef Py_ssize_t points = self.t_evalc.shape[0] if self.t_evalc is not None else 64
+        cdef OutputBuffers out = OutputBuffers(self.n, d, max(points, 1), False, 0, 0)
+        cdef int rc
+        ds_solver_init(&self.S, &self.pb, self.work)
+        self.snapshots = [self._snapshot()]
+        while True:
+            rc = self._run(&self.S, out, True)
+            if rc != DS_YIELD:
+                break
+            self.snapshots.append(self._snapshot())
+        self.t_out = out.t[:out.c.len].copy()
+        self.y_out = out.y[:out.c.len].T.copy()
+        self.t_final = self.S.t
+        self.nfev_forward = self.S.nfev
+        self.n_steps = self.S.n_accepted
+        if rc == DS_FAILED:
+            return -1, self.S.message.decode("utf-8", "replace")
+        return 0, None
+
+    @property
+    def n_checkpoints(self):
+        return len(self.snapshots)
+
+    cdef OutputBuffers _segment(self, Py_ssize_t c):
+        """The forward steps from checkpoint c to the next, with interpolants."""
+        cdef int d = _dense_degree(&self.pb)
+        cdef OutputBuffers seg = OutputBuffers(self.n, d, self.interval + 2, True,
+                                               self.interval + 2, 0)
+        self._restore(self.snapshots[c])
+        self.S.pb.t_eval = NULL
+        self.S.pb.n_eval = 0
+        nfev = self.S.nfev
+        self._run(&self.S, seg, True)
+        self.nfev_backward += self.S.nfev - nfev
+        end = self.snapshots[c + 1][0] if c + 1 < len(self.snapshots) else None
+        target = self.t_final if end is None else _snapshot_t(end)
+        if self.S.t != target:
+            raise RuntimeError("re-integration from a checkpoint diverged from the "
+                               "forward pass")   # a bug, not the user's doing
+        return seg
+
+    def backward(self, cnp.ndarray W, str strategy, double rtol, double atol,
+                 int nodes):
+        """dL/dp and dL/dy0 for jumps W (n, len(t_eval)); see adjoint.h."""
+        if strategy == "discrete":
+            return self._backward_discrete(W)
+        return self._backward_continuous(W, strategy, rtol, atol, nodes)
+
+    cdef object _jumps(self, cnp.ndarray W):
+        t_eval = self.t_evalc if self.t_evalc is not None else np.zeros(0)
+        return t_eval, np.ascontiguousarray(W, dtype=np.float64)
+
+    def _backward_discrete(self, cnp.ndarray W):
+        cdef CTableau tab = <CTableau>self.method
+        cdef Py_ssize_t n = self.n, stages = ds_erk_stage_count(&tab.c)
+        cdef ds_adjoint_ctx ctx
+        cdef ds_rhs adj
+        cdef cnp.ndarray scratch = np.empty(ds_adjoint_scratch(<int>n, <int>self.m))
+        cdef cnp.ndarray K = np.empty(stages * n), stage_y = np.empty(stages * n)
+        cdef cnp.ndarray kbar = np.empty(stages * n)
+        cdef cnp.ndarray lam = np.zeros(n), pbar = np.zeros(max(self.m, 1))
+        cdef cnp.ndarray thetas, weights
+        cdef long nfev = 0
+        cdef int rc = 0
+        cdef Py_ssize_t c, j, lo, hi
+        ds_adjoint_rhs_init(&adj, &ctx, &self.rhs.c, <const double *>cnp.PyArray_DATA(self.pc),
+                            NULL, DS_ADJ_LAMBDA, <double *>cnp.PyArray_DATA(scratch))
+        t_eval, Wc = self._jumps(W)
+        i_out = len(t_eval) - 1
+        sgn = 1.0 if self.t_final >= self.pb.t0 else -1.0
+        for c in range(len(self.snapshots) - 1, -1, -1):
+            seg = self._segment(c)
+            for j in range(seg.c.seg_len - 1, -1, -1):
+                t_old, h, t_end = seg.seg_t_old[j], seg.seg_h[j], seg.seg_t_end[j]
+                while i_out >= 0 and t_eval[i_out] == t_end:
+                    lam += Wc[:, i_out]
+                    i_out -= 1
+                hi = i_out + 1
+                while i_out >= 0 and sgn * (t_eval[i_out] - t_old) >= 0:
+                    i_out -= 1
+                lo = i_out + 1
+                thetas = np.ascontiguousarray((t_eval[lo:hi] - t_old) / h)
+                weights = np.ascontiguousarray(Wc[:, lo:hi].T)
+                rc = self._step_adjoint(&tab.c, &ctx, t_old, seg.seg_y_old[j], h,
+                                        K, stage_y, kbar, thetas, weights, lam, pbar, &nfev)
+                if rc:
+                    break
+            if rc:
+                break
+        if rc:
+            if self.rhs.error is None:
+                raise RuntimeError("a callback stopped the solver without an error")
+            raise self.rhs.error
+        while i_out >= 0:     # outputs at t0 (only when no step was taken)
+            lam += Wc[:, i_out]
+            i_out -= 1
+        self.nfev_backward += nfev
+        return pbar[:self.m].copy(), lam.copy(), 0, None
+
+    cdef int _step_adjoint(self, const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                           double t_old, cnp.ndarray y_old, double h, cnp.ndarray K,
+                           cnp.ndarray stage_y, cnp.ndarray kbar, cnp.ndarray thetas,
+                           cnp.ndarray weights, cnp.ndarray lam, cnp.ndarray pbar,
+                           long *nfev):
+        cdef cnp.ndarray y = np.ascontiguousarray(y_old)
+        cdef int rc
+        cdef int n_out = <int>thetas.shape[0]
+        cdef double *yp = <double *>cnp.PyArray_DATA(y)
+        cdef double *Kp = <double *>cnp.PyArray_DATA(K)
+        cdef double *sp = <double *>cnp.PyArray_DATA(stage_y)
+        cdef double *kb = <double *>cnp.PyArray_DATA(kbar)
+        cdef const double *th = <const double *>cnp.PyArray_DATA(thetas)
+        cdef const double *w = <const double *>cnp.PyArray_DATA(weights)
+        cdef double *lp = <double *>cnp.PyArray_DATA(lam)
+        cdef double *pp = <double *>cnp.PyArray_DATA(pbar)
+        if self.release_gil:
+            with nogil:
+                rc = ds_erk_step_adjoint(tab, ctx, t_old, yp, h, Kp, sp, kb, n_out,
+                                         th, w, lp, pp, nfev)
+        else:
+            rc = ds_erk_step_adjoint(tab, ctx, t_old, yp, h, Kp, sp, kb, n_out,
+                                     th, w, lp, pp, nfev)
+        return rc
+
+    def _backward_continuous(self, cnp.ndarray W, str strategy, double rtol,
+                             double atol, int nodes):
+        cdef Py_ssize_t n = self.n, m = self.m, N
+        cdef int mode = ADJOINT_MODES[strategy]
+        cdef ds_interp fwd, lam_interp
+        cdef ds_adjoint_ctx ctx
+        cdef ds_rhs adj
+        cdef ds_problem apb
+        cdef ds_solver A
+        cdef cnp.ndarray scratch = np.empty(ds_adjoint_scratch(<int>n, <int>m))
+        cdef cnp.ndarray z, mu = np.zeros(max(m, 1))
+        cdef cnp.ndarray artol = np.array([rtol]), aatol = np.array([atol])
+        cdef OutputBuffers seg = None, back
+        cdef long nvjp = 0
+        cdef int rc = 0, d = _dense_degree(&self.pb)
+        cdef void *awork = NULL
+        N = 2 * n + m if mode == DS_ADJ_BACKSOLVE else (n + m if mode == DS_ADJ_LAMBDA_MU else n)
+        ds_adjoint_rhs_init(&adj, &ctx, &self.rhs.c, <const double *>cnp.PyArray_DATA(self.pc),
+                            &fwd, mode, <double *>cnp.PyArray_DATA(scratch))
+        _bind_method(&apb, self.method)
+        apb.jac_rhs = NULL
+        apb.rhs = &adj
+        apb.p = <const double *>cnp.PyArray_DATA(self.pc)
+        apb.norm_n = 0
+        apb.rtol = <const double *>cnp.PyArray_DATA(artol)
+        apb.rtol_len = 1
+        apb.atol = <const double *>cnp.PyArray_DATA(aatol)
+        apb.atol_len = 1
+        apb.max_step = self.pb.max_step
+        apb.first_step = 0.0
+        apb.max_steps = self.pb.max_steps
+        apb.stiffness_check = False
+        apb.nonstiff_bound = 0.0
+        apb.yield_every = 1000
+        apb.t_eval = NULL
+        apb.n_eval = 0
+        apb.events = NULL
+        awork = malloc(ds_workspace_size(&apb))
+        if awork == NULL:
+            raise MemoryError()
+
+        t_eval, Wc = self._jumps(W)
+        i_out = len(t_eval) - 1
+        sgn = 1.0 if self.t_final >= self.pb.t0 else -1.0
+        z = np.zeros(N)
+        if mode == DS_ADJ_BACKSOLVE:
+            z[:n] = self.y_at_end()
+        status, message = 0, None
+        backsolve_drift = 0.0
+        # 'quadrature' keeps every backward step of lambda, integrating after
+        keep = [] if strategy == "quadrature" else None
+        try:
+            if mode == DS_ADJ_BACKSOLVE:
+                stretches = [(self.pb.t0, self.t_final, None)]
+            else:
+                stretches = [None] * len(self.snapshots)
+            for c in range(len(stretches) - 1, -1, -1):
+                if mode != DS_ADJ_BACKSOLVE:
+                    seg = self._segment(c)
+                    _bind_interp(&fwd, seg, n, d)
+                    t_lo = seg.seg_t_old[0] if seg.c.seg_len else self.pb.t0
+                    t_hi = seg.seg_t_end[seg.c.seg_len - 1] if seg.c.seg_len else self.pb.t0
+                    if c == 0:
+                        t_lo = self.pb.t0
+                else:
+                    t_lo, t_hi = self.pb.t0, self.t_final
+                tau = t_hi
+                while True:
+                    while i_out >= 0 and t_eval[i_out] == tau:
+                        z[n if mode == DS_ADJ_BACKSOLVE else 0:][:n] += Wc[:, i_out]
+                        if mode == DS_ADJ_BACKSOLVE:
+                            backsolve_drift = max(backsolve_drift,
+                                                  self._drift(z[:n], self.y_out[:, i_out], rtol, atol))
+                        i_out -= 1
+                    if i_out >= 0 and sgn * (t_eval[i_out] - t_lo) > 0:
+                        target = t_eval[i_out]
+                    else:
+                        target = t_lo
+                    if target != tau:
+                        apb.t0 = tau
+                        apb.t_bound = target
+                        apb.y0 = <const double *>cnp.PyArray_DATA(z)
+                        back = OutputBuffers(N, d, 64, mode == DS_ADJ_LAMBDA, 64, 0)
+                        ds_solver_init(&A, &apb, awork)
+                        rc = self._run(&A, back, False)
+                        self.nfev_backward += A.nfev
+                        if rc == DS_FAILED or not np.isfinite(z).all():
+                            status = -1
+                            message = ("The adjoint solve failed: "
+                                       + A.message.decode("utf-8", "replace"))
+                            break
+                        z = np.asarray(<double[:N]>A.y).copy()
+                        if not np.isfinite(z).all():
+                            status, message = -1, "The adjoint solve produced non-finite values."
+                            break
+                        apb.first_step = A.h_abs   # the next stretch starts there
+                        if mode == DS_ADJ_LAMBDA:
+                            if keep is not None:
+                                keep.append(_segments_copy(back))
+                            else:
+                                _bind_interp(&lam_interp, back, n, d)
+                                rc = ds_adjoint_quadrature(&ctx, &lam_interp, nodes,
+                                                           <double *>cnp.PyArray_DATA(mu), &nvjp)
+                                if rc:
+                                    raise self.rhs.error
+                        tau = target
+                    if tau == t_lo:
+                        break
+                if status:
+                    break
+            if status == 0:
+                while i_out >= 0:   # outputs at t0
+                    z[n if mode == DS_ADJ_BACKSOLVE else 0:][:n] += Wc[:, i_out]
+                    i_out -= 1
+                if keep is not None:
+                    mu = self._quadrature_after(&ctx, &fwd, keep, nodes, &nvjp)
+        finally:
+            free(awork)
+        self.nfev_backward += nvjp
+        if mode == DS_ADJ_BACKSOLVE:
+            backsolve_drift = max(backsolve_drift, self._drift(z[:n], self.y0c, rtol, atol))
+            if status == 0 and not backsolve_drift <= BACKSOLVE_DRIFT:
+                status = -1
+                message = ("adjoint='backsolve' failed: integrating y backward did not "
+                           f"retrace the forward solution (off by {backsolve_drift:.3g} "
+                           "times the tolerance), so the gradient cannot be trusted. "
+                           "This happens on stiff problems; use adjoint='gauss' or "
+                           "'interpolating', which read y from checkpoints.")
+            lam, grad_p = z[n:2 * n], z[2 * n:]
+        elif mode == DS_ADJ_LAMBDA_MU:
+            lam, grad_p = z[:n], z[n:]
+        else:
+            lam, grad_p = z[:n], mu[:m]
+        return grad_p.copy(), lam.copy(), status, message
+
+    cdef object _quadrature_after(self, ds_adjoint_ctx *ctx, ds_interp *fwd, list keep,
+                                  int nodes, long *nvjp):
+        """'quadrature': the forward solution again, stretch by stretch, and the
+        parameter integral over the stored lambda steps that fall in it."""
+        cdef cnp.ndarray mu = np.zeros(max(self.m, 1))
+        cdef ds_interp lam
+        cdef OutputBuffers seg
+        cdef int d = _dense_degree(&self.pb)
+        t_old = np.concatenate([k[0] for k in keep]) if keep else np.zeros(0)
+        h = np.concatenate([k[1] for k in keep]) if keep else np.zeros(0)
+        y_old = np.concatenate([k[2] for k in keep]) if keep else np.zeros((0, self.n))
+        Q = np.concatenate([k[3] for k in keep]) if keep else np.zeros((0, self.n * d))
+        mid = t_old + h / 2
+        for c in range(len(self.snapshots)):
+            seg = self._segment(c)
+            _bind_interp(fwd, seg, self.n, d)
+            lo = seg.seg_t_old[0] if seg.c.seg_len else self.pb.t0
+            hi = seg.seg_t_end[seg.c.seg_len - 1] if seg.c.seg_len else self.pb.t0
+            sgn = 1.0 if hi >= lo else -1.0
+            pick = np.flatnonzero((sgn * (mid - lo) >= 0) & (sgn * (hi - mid) > 0))
+            if pick.size == 0:
+                continue
+            arrays = [np.ascontiguousarray(a[pick]) for a in (t_old, h, y_old, Q)]
+            _bind_arrays(&lam, arrays, self.n, d)
+            if ds_adjoint_quadrature(ctx, &lam, nodes, <double *>cnp.PyArray_DATA(mu), nvjp):
+                raise self.rhs.error
+        return mu[:self.m]
+
+    cdef double _drift(self, z, y_ref, double rtol, double atol):
+        scale = atol + rtol * np.abs(y_ref)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return float(np.max(np.abs(np.asarray(z) - y_ref) / scale, initial=0.0)) \
+                if np.isfinite(z).all() else np.inf
+
+    cdef object y_at_end(self):
+        # the forward solver's final state (it was left there by forward())
+        return np.asarray(<double[:self.n]>self.S.y).copy()
+
+
+# Backsolve's y may wander from the forward solution by its own error; this many
+# times the tolerance means it went elsewhere.
+BACKSOLVE_DRIFT = 1e4
+
+
+cdef double _snapshot_t(bytes state):
+    cdef ds_solver *S = <ds_solver *>PyBytes_AS_STRING(state)
+    return S.t
+
+
+cdef void _bind_method(ds_problem *pb, method):
+    if isinstance(method, CRosTableau):
+        pb.erk = NULL
+        pb.ros = &(<CRosTableau>method).c
+        pb.lapack = &LAPACK
+    else:
+        pb.erk = &(<CTableau>method).c
+        pb.ros = NULL
+        pb.lapack = NULL
+    pb.mass = NULL
+    pb.jac_rhs = NULL
+    pb.coupling = NULL
+
+
+cdef int _dense_degree(const ds_problem *pb):
+    return pb.ros.q + 1 if pb.ros != NULL else pb.erk.d
+
+
+cdef void _bind_interp(ds_interp *I, OutputBuffers out, Py_ssize_t n, int d):
+    I.n = <int>n
+    I.d = d
+    I.len = out.c.seg_len
+    I.t_old = out.c.seg_t_old
+    I.h = out.c.seg_h
+    I.y_old = out.c.seg_y_old
+    I.Q = out.c.seg_Q
+    I.cursor = out.c.seg_len - 1 if out.c.seg_len else 0
+
+
+cdef void _bind_arrays(ds_interp *I, list arrays, Py_ssize_t n, int d):
+    I.n = <int>n
+    I.d = d
+    I.len = (<cnp.ndarray>arrays[0]).shape[0]
+    I.t_old = <const double *>cnp.PyArray_DATA(<cnp.ndarray>arrays[0])
+    I.h = <const double *>cnp.PyArray_DATA(<cnp.ndarray>arrays[1])
+    I.y_old = <const double *>cnp.PyArray_DATA(<cnp.ndarray>arrays[2])
+    I.Q = <const double *>cnp.PyArray_DATA(<cnp.ndarray>arrays[3])
+    I.cursor = 0
+
+
+cdef tuple _segments_copy(OutputBuffers out):
+    cdef Py_ssize_t k = out.c.seg_len
+    return (out.seg_t_old[:k].copy(), out.seg_h[:k].copy(),
+            out.seg_y_old[:k].copy(), out.seg_Q[:k].copy())

@@ -1,0 +1,342 @@
+#include <math.h>
+#include <string.h>
+
+#include "adjoint.h"
+
+void ds_interp_eval(ds_interp *interp, double t, double *y)
+{
+    long c = interp->cursor;
+    if (c < 0 || c >= interp->len)
+        c = 0;
+    /* the backward pass walks the steps in order: a cursor, not a search */
+    for (;;) {
+        const double theta = (t - interp->t_old[c]) / interp->h[c];
+        if (theta < 0.0 && c > 0)
+            --c;
+        else if (theta > 1.0 && c + 1 < interp->len)
+            ++c;
+        else
+            break;
+    }
+    interp->cursor = c;
+    ds_dense_eval(interp->n, interp->d, interp->y_old + (size_t)c * interp->n,
+                  interp->Q + (size_t)c * interp->n * interp->d, (t - interp->t_old[c]) / interp->h[c], y);
+}
+
+/* Scratch: y, dy, wy, fy (n each), wp (m), then for the forward lanes
+ * (L = n + m of them: the identity on [y, p]) their seeds and results. */
+size_t ds_adjoint_scratch(int n, int m)
+{
+    const size_t L = (size_t)n + m;
+    return 4 * (size_t)n + m + L * (2 * (size_t)n + m);
+}
+
+typedef struct scratch_view {
+    double *y, *dy, *wy, *fy, *wp, *seed_y, *seed_p, *lanes;
+} scratch_view;
+
+static scratch_view view(const ds_adjoint_ctx *c)
+{
+    const int n = c->base->n, m = c->base->m;
+    const size_t L = (size_t)n + m;
+    scratch_view v;
+    v.y = c->scratch;
+    v.dy = v.y + n;
+    v.wy = v.dy + n;
+    v.fy = v.wy + n;
+    v.wp = v.fy + n;
+    v.seed_y = v.wp + m;          /* n * L, lane-major */
+    v.seed_p = v.seed_y + n * L;  /* m * L */
+    v.lanes = v.seed_p + m * L;   /* n * L: lane j = column j of [J_y J_p] */
+    return v;
+}
+
+/* [J_y J_p] at (t, y), one column per lane, by n + m forward lanes
+ * (lanes = n: J_y alone). */
+static int jacobian_lanes(ds_adjoint_ctx *c, double t, const double *y,
+                          int lanes, double *dy)
+{
+    const scratch_view v = view(c);
+    const ds_rhs *b = c->base;
+    return b->jvp(b->ctx, t, y, c->p, lanes, v.seed_y, b->m ? v.seed_p : NULL,
+                  dy, v.lanes);
+}
+
+int ds_adjoint_vjp(ds_adjoint_ctx *c, double t, const double *y,
+                   const double *w, double *dy, double *wy, double *wp)
+{
+    const ds_rhs *b = c->base;
+    const int n = b->n, m = b->m;
+    if (b->vjp != NULL)
+        return b->vjp(b->ctx, t, y, c->p, w, dy, wy, wp);
+    /* no reverse sweep (a Python function on dual numbers): the whole
+     * Jacobian by forward lanes, then its transpose times w */
+    const scratch_view v = view(c);
+    int rc = jacobian_lanes(c, t, y, n + (wp != NULL ? m : 0), dy);
+    if (rc)
+        return rc;
+    for (int j = 0; j < n + (wp != NULL ? m : 0); ++j) {
+        const double *col = v.lanes + (size_t)j * n;
+        double acc = 0.0;
+        for (int i = 0; i < n; ++i)
+            acc += w[i] * col[i];
+        if (j < n)
+            wy[j] = acc;
+        else
+            wp[j - n] = acc;
+    }
+    return 0;
+}
+
+static int adjoint_f(void *ctx, double t, const double *z, const double *p,
+                     double *dz)
+{
+    ds_adjoint_ctx *c = (ds_adjoint_ctx *)ctx;
+    const int n = c->base->n, m = c->base->m;
+    const scratch_view v = view(c);
+    (void)p;   /* the forward parameters live in the context */
+    int rc;
+    switch (c->mode) {
+    case DS_ADJ_BACKSOLVE:
+        /* z = [y, lambda, mu]: y' = f and the adjoint in one sweep */
+        rc = ds_adjoint_vjp(c, t, z, z + n, dz, v.wy, v.wp);
+        if (rc)
+            return rc;
+        for (int i = 0; i < n; ++i)
+            dz[n + i] = -v.wy[i];
+        for (int i = 0; i < m; ++i)
+            dz[2 * n + i] = -v.wp[i];
+        return 0;
+    case DS_ADJ_LAMBDA_MU:
+        ds_interp_eval(c->interp, t, v.y);
+        rc = ds_adjoint_vjp(c, t, v.y, z, v.dy, v.wy, v.wp);
+        if (rc)
+            return rc;
+        for (int i = 0; i < n; ++i)
+            dz[i] = -v.wy[i];
+        for (int i = 0; i < m; ++i)
+            dz[n + i] = -v.wp[i];
+        return 0;
+    default:
+        ds_interp_eval(c->interp, t, v.y);
+        rc = ds_adjoint_vjp(c, t, v.y, z, v.dy, v.wy, NULL);
+        if (rc)
+            return rc;
+        for (int i = 0; i < n; ++i)
+            dz[i] = -v.wy[i];
+        return 0;
+    }
+}
+
+/* The exact Jacobian of the lambda (and mu) system: its entries are those of
+ * J_y and J_p at y(t), transposed and negated. */
+static int adjoint_jac(void *ctx, double t, const double *z, const double *p,
+                       double *J)
+{
+    ds_adjoint_ctx *c = (ds_adjoint_ctx *)ctx;
+    const ds_rhs *b = c->base;
+    const int n = b->n, m = b->m;
+    const int with_mu = c->mode == DS_ADJ_LAMBDA_MU;
+    const int N = n + (with_mu ? m : 0);
+    const scratch_view v = view(c);
+    (void)z;
+    (void)p;
+    ds_interp_eval(c->interp, t, v.y);
+    int rc;
+    if (b->jvp != NULL)
+        rc = jacobian_lanes(c, t, v.y, n + (with_mu ? m : 0), v.dy);
+    else   /* a user's jac: J_y only (mode LAMBDA), column-major */
+        rc = b->jac(b->ctx, t, v.y, c->p, v.lanes);
+    if (rc)
+        return rc;
+    memset(J, 0, (size_t)N * N * sizeof(double));
+    /* d(-J_y^T lambda)_i / d lambda_j = -J_y[j, i]; column j of lanes is
+     * column j of J_y, so entry (i, j) reads lanes[i * n + j] */
+    for (int j = 0; j < n; ++j)
+        for (int i = 0; i < N; ++i)
+            J[(size_t)j * N + i] = -v.lanes[(size_t)i * n + j];
+    return 0;
+}
+
+void ds_adjoint_rhs_init(ds_rhs *adj, ds_adjoint_ctx *ctx, const ds_rhs *base,
+                         const double *p, ds_interp *interp, int mode,
+                         double *scratch)
+{
+    const int n = base->n, m = base->m;
+    const size_t L = (size_t)n + m;
+    ctx->base = base;
+    ctx->p = p;
+    ctx->interp = interp;
+    ctx->mode = mode;
+    ctx->scratch = scratch;
+    const scratch_view v = view(ctx);
+    memset(v.seed_y, 0, (size_t)(n + m) * L * sizeof(double));
+    for (int j = 0; j < n; ++j)
+        v.seed_y[(size_t)j * n + j] = 1.0;
+    for (int r = 0; r < m; ++r)
+        v.seed_p[(size_t)(n + r) * m + r] = 1.0;
+
+    adj->ctx = ctx;
+    adj->n = mode == DS_ADJ_BACKSOLVE ? 2 * n + m
+             : mode == DS_ADJ_LAMBDA_MU ? n + m : n;
+    adj->m = m;
+    adj->autonomous = 0;   /* y(t) changes along the way */
+    adj->f = adjoint_f;
+    adj->jvp = NULL;
+    adj->vjp = NULL;
+    adj->jac = NULL;
+    if (mode == DS_ADJ_LAMBDA && (base->jvp != NULL || base->jac != NULL))
+        adj->jac = adjoint_jac;
+    else if (mode == DS_ADJ_LAMBDA_MU && base->jvp != NULL)
+        adj->jac = adjoint_jac;
+}
+
+/* Gauss-Legendre nodes and weights on [0, 1], 1 to 5 points. */
+static const double GL_X[5][5] = {
+    {0.5},
+    {0.21132486540518713, 0.78867513459481287},
+    {0.11270166537925831, 0.5, 0.88729833462074169},
+    {0.069431844202973712, 0.33000947820757187, 0.66999052179242813,
+     0.93056815579702629},
+    {0.046910077030668004, 0.23076534494715845, 0.5, 0.76923465505284155,
+     0.95308992296933200}};
+static const double GL_W[5][5] = {
+    {1.0},
+    {0.5, 0.5},
+    {0.27777777777777778, 0.44444444444444444, 0.27777777777777778},
+    {0.17392742256872693, 0.32607257743127307, 0.32607257743127307,
+     0.17392742256872693},
+    {0.11846344252809454, 0.23931433524968324, 0.28444444444444444,
+     0.23931433524968324, 0.11846344252809454}};
+
+int ds_adjoint_quadrature(ds_adjoint_ctx *c, ds_interp *lam, int nodes,
+                          double *mu, long *nvjp)
+{
+    const int n = c->base->n, m = c->base->m;
+    const scratch_view v = view(c);
+    const int k = nodes < 1 ? 1 : nodes > 5 ? 5 : nodes;
+    double *lam_t = v.fy;
+    for (long s = 0; s < lam->len; ++s) {
+        const double t_old = lam->t_old[s], h = lam->h[s];
+        for (int q = 0; q < k; ++q) {
+            const double tau = t_old + GL_X[k - 1][q] * h;
+            ds_interp_eval(c->interp, tau, v.y);
+            ds_dense_eval(n, lam->d, lam->y_old + (size_t)s * n,
+                          lam->Q + (size_t)s * n * lam->d, GL_X[k - 1][q], lam_t);
+            ++*nvjp;
+            int rc = ds_adjoint_vjp(c, tau, v.y, lam_t, v.dy, v.wy, v.wp);
+            if (rc)
+                return rc;
+            /* mu' = -J_p^T lambda along the backward step h */
+            const double weight = -h * GL_W[k - 1][q];
+            for (int r = 0; r < m; ++r)
+                mu[r] += weight * v.wp[r];
+        }
+    }
+    return 0;
+}
+
+int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
+                        double t, const double *y, double h, double *K,
+                        double *stage_y, double *kbar, int n_out,
+                        const double *theta, const double *w, double *lam,
+                        double *pbar, long *nfev)
+{
+    const ds_rhs *b = c->base;
+    const int n = b->n, m = b->m, s = tab->s, r = tab->r, d = tab->d;
+    const int width = s + 1 + r;
+    const scratch_view v = view(c);
+    int rc;
+
+    /* The last stage k_s = f(t + h, y_new) matters here only through the
+     * interpolant (the next step's k_0 is that step's own business). */
+    int need_last = r > 0;
+    for (int j = 0; j < d && n_out > 0; ++j)
+        need_last |= tab->P[(size_t)s * d + j] != 0.0;
+
+    /* forward: the stages and their arguments, as ds_erk_step computes them */
+    const int stages = need_last ? width : s;
+    for (int i = 0; i < stages; ++i) {
+        double *Yi = stage_y + (size_t)i * n;
+        double ci;
+        if (i == 0) {
+            memcpy(Yi, y, (size_t)n * sizeof(double));
+            ci = 0.0;
+        } else if (i < s) {
+            ds_erk_combine(n, y, h, tab->A + (size_t)i * s, i, K, Yi);
+            ci = tab->c[i];
+        } else if (i == s) {
+            ds_erk_combine(n, y, h, tab->b, s, K, Yi);
+            ci = 1.0;
+        } else {
+            ds_erk_combine(n, y, h, tab->A_extra + (size_t)(i - s - 1) * width, i, K, Yi);
+            ci = tab->c_extra[i - s - 1];
+        }
+        ++*nfev;
+        if ((rc = b->f(b->ctx, t + ci * h, Yi, c->p, K + (size_t)i * n)))
+            return rc;
+    }
+
+    /* reverse: the stages' adjoints kbar_i, last stage first */
+    memset(kbar, 0, (size_t)width * n * sizeof(double));
+    double *ybar = v.dy;     /* dL/dy of the step's start, accumulated */
+    double *ynew_bar = v.fy; /* dL/dy_new */
+    memcpy(ynew_bar, lam, (size_t)n * sizeof(double));
+    memset(ybar, 0, (size_t)n * sizeof(double));
+    for (int e = 0; e < n_out; ++e) {
+        /* y(t + theta h) = y + h sum_i (sum_j P_ij theta^(j+1)) k_i */
+        const double *we = w + (size_t)e * n;
+        for (int q = 0; q < n; ++q)
+            ybar[q] += we[q];
+        for (int i = 0; i < stages; ++i) {
+            double coef = 0.0, pw = theta[e];
+            for (int j = 0; j < d; ++j, pw *= theta[e])
+                coef += tab->P[(size_t)i * d + j] * pw;
+            if (coef != 0.0)
+                for (int q = 0; q < n; ++q)
+                    kbar[(size_t)i * n + q] += h * coef * we[q];
+        }
+    }
+    for (int i = stages - 1; i >= 0; --i) {
+        double *kb = kbar + (size_t)i * n;
+        if (i == s - 1) {
+            /* y_new = y + h sum_{j<s} b_j k_j: hand dL/dy_new on */
+            for (int j = 0; j < s; ++j)
+                for (int q = 0; q < n; ++q)
+                    kbar[(size_t)j * n + q] += h * tab->b[j] * ynew_bar[q];
+            for (int q = 0; q < n; ++q)
+                ybar[q] += ynew_bar[q];
+        }
+        int any = 0;
+        for (int q = 0; q < n; ++q)
+            any |= kb[q] != 0.0;
+        if (!any)
+            continue;
+        const double ci = i == 0 ? 0.0 : i < s ? tab->c[i] : i == s ? 1.0
+                                                  : tab->c_extra[i - s - 1];
+        ++*nfev;
+        if ((rc = ds_adjoint_vjp(c, t + ci * h, stage_y + (size_t)i * n, kb,
+                                 v.y, v.wy, v.wp)))
+            return rc;
+        for (int q = 0; q < m; ++q)
+            pbar[q] += v.wp[q];
+        /* the stage's argument: y + h sum_j a_ij k_j (y_new for i = s) */
+        if (i == s) {
+            for (int q = 0; q < n; ++q)
+                ynew_bar[q] += v.wy[q];
+            continue;
+        }
+        for (int q = 0; q < n; ++q)
+            ybar[q] += v.wy[q];
+        const double *row = i < s ? tab->A + (size_t)i * s
+                                  : tab->A_extra + (size_t)(i - s - 1) * width;
+        for (int j = 0; j < i; ++j) {
+            const double a = h * row[j];
+            if (a != 0.0)
+                for (int q = 0; q < n; ++q)
+                    kbar[(size_t)j * n + q] += a * v.wy[q];
+        }
+    }
+    memcpy(lam, ybar, (size_t)n * sizeof(double));
+    return 0;
+}

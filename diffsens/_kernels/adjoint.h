@@ -1,0 +1,98 @@
+/*
+ * Adjoint sensitivities: the backward systems, as right-hand sides the one
+ * driver (integrate.h) integrates like any other.
+ *
+ * For y' = f(t, y, p) and a loss L = sum_i g_i(y(t_i)), the adjoint
+ * lambda(t) solves, backward from lambda(T) = 0,
+ *
+ *     lambda' = -J_y^T lambda,        lambda jumps by dg_i/dy at each t_i,
+ *     mu'     = -J_p^T lambda,        mu(T) = 0,
+ *
+ * and then dL/dp = mu(t0) = int_t0^T J_p^T lambda dt, dL/dy0 = lambda(t0).
+ * J_y and J_p are taken at the forward solution y(t), which the backward
+ * pass reads from a stored stretch of the forward dense output (ds_interp),
+ * or -- backsolve -- re-integrates backward alongside lambda.
+ *
+ * Every product J^T w is one reverse sweep (the vtable's vjp); a front end
+ * without one (a Python function on dual numbers) is served by n + m
+ * forward lanes instead.
+ */
+#ifndef DIFFSENS_ADJOINT_H
+#define DIFFSENS_ADJOINT_H
+
+#include <stddef.h>
+
+#include "erk.h"
+#include "rhs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A stretch of the forward solution: consecutive steps' interpolants,
+ * y(t) = y_old + sum_j Q_j theta^(j+1), theta = (t - t_old) / h. */
+typedef struct ds_interp {
+    int n, d;
+    long len;
+    const double *t_old, *h, *y_old, *Q;   /* len, len, len * n, len * n * d */
+    long cursor;                           /* the step used last */
+} ds_interp;
+
+/* y(t); t outside the stretch extrapolates its first or last step. */
+void ds_interp_eval(ds_interp *interp, double t, double *y);
+
+enum ds_adjoint_mode {
+    DS_ADJ_LAMBDA = 0,     /* z = lambda (n); mu by quadrature */
+    DS_ADJ_LAMBDA_MU = 1,  /* z = [lambda, mu] (n + m) */
+    DS_ADJ_BACKSOLVE = 2   /* z = [y, lambda, mu] (2 n + m), y integrated back */
+};
+
+typedef struct ds_adjoint_ctx {
+    const ds_rhs *base;    /* the forward system */
+    const double *p;
+    ds_interp *interp;     /* the forward solution (unused by backsolve) */
+    int mode;
+    double *scratch;       /* ds_adjoint_scratch(n, m) doubles */
+} ds_adjoint_ctx;
+
+size_t ds_adjoint_scratch(int n, int m);
+
+/* The backward system as a vtable of size 2n + m, n + m or n (by mode); its
+ * jac (modes LAMBDA and LAMBDA_MU) is the exact [-J_y^T, 0; -J_p^T, 0], so a
+ * Rosenbrock method can integrate it (one LU of the transposed W per step). */
+void ds_adjoint_rhs_init(ds_rhs *adj, ds_adjoint_ctx *ctx, const ds_rhs *base,
+                         const double *p, ds_interp *interp, int mode,
+                         double *scratch);
+
+/* wy = w^T J_y, wp = w^T J_p (m; may be NULL) at (t, y); dy = f(t, y). */
+int ds_adjoint_vjp(ds_adjoint_ctx *ctx, double t, const double *y,
+                   const double *w, double *dy, double *wy, double *wp);
+
+/*
+ * mu += int J_p^T lambda dt over each stored backward step of lambda
+ * (`lam`, an interpolant of the lambda-only system), by Gauss-Legendre
+ * quadrature with `nodes` points per step (1..5), y(t) from ctx->interp.
+ */
+int ds_adjoint_quadrature(ds_adjoint_ctx *ctx, ds_interp *lam, int nodes,
+                          double *mu, long *nvjp);
+
+/*
+ * The discrete adjoint of one explicit RK step of size h from (t, y): the
+ * step's stages are recomputed (stage_y, K: stage-count * n each), then
+ * swept in reverse.  On entry lam holds dL/dy_new; on return dL/dy.  Each of
+ * the n_out outputs at theta[e] in [0, 1) of the step adds w[e * n ..] to
+ * the derivative of y(t + theta h).  pbar (m) accumulates dL/dp; kbar (stage
+ * count * n) is scratch.  The step size is held fixed, as forward-mode dual
+ * numbers hold it.
+ */
+int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                        double t, const double *y, double h, double *K,
+                        double *stage_y, double *kbar, int n_out,
+                        const double *theta, const double *w, double *lam,
+                        double *pbar, long *nfev);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIFFSENS_ADJOINT_H */
