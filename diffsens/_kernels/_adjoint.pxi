@@ -7,7 +7,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from diffsens._kernels.kernels cimport (
     DS_ADJ_BACKSOLVE, DS_ADJ_LAMBDA, DS_ADJ_LAMBDA_MU, ds_adjoint_ctx,
     ds_adjoint_quadrature, ds_adjoint_rhs_init, ds_adjoint_scratch,
-    ds_erk_stage_count, ds_erk_step_adjoint, ds_interp,
+    ds_erk_stage_count, ds_erk_stretch_adjoint, ds_interp,
 )
 
 ADJOINT_MODES = {"gauss": DS_ADJ_LAMBDA, "quadrature": DS_ADJ_LAMBDA,
@@ -187,68 +187,36 @@ cdef class AdjointSolve:
         cdef cnp.ndarray K = np.empty(stages * n), stage_y = np.empty(stages * n)
         cdef cnp.ndarray kbar = np.empty(stages * n)
         cdef cnp.ndarray lam = np.zeros(n), pbar = np.zeros(max(self.m, 1))
-        cdef cnp.ndarray thetas, weights
-        cdef long nfev = 0
+        cdef cnp.ndarray t_eval, Wt, theta
+        cdef OutputBuffers seg
+        cdef long nfev = 0, i_out
         cdef int rc = 0
-        cdef Py_ssize_t c, j, lo, hi
+        cdef double sign = 1.0 if self.t_final >= self.pb.t0 else -1.0
         ds_adjoint_rhs_init(&adj, &ctx, &self.rhs.c, <const double *>cnp.PyArray_DATA(self.pc),
                             NULL, DS_ADJ_LAMBDA, <double *>cnp.PyArray_DATA(scratch))
         t_eval, Wc = self._jumps(W)
-        i_out = len(t_eval) - 1
-        sgn = 1.0 if self.t_final >= self.pb.t0 else -1.0
+        Wt = np.ascontiguousarray(Wc.T)
+        theta = np.empty(max(t_eval.shape[0], 1))
+        i_out = t_eval.shape[0] - 1
+        cdef double *bufs[8]
+        for k, a in enumerate((t_eval, Wt, K, stage_y, kbar, theta, lam, pbar)):
+            bufs[k] = <double *>cnp.PyArray_DATA(<cnp.ndarray>a)
         for c in range(len(self.snapshots) - 1, -1, -1):
             seg = self._segment(c)
-            for j in range(seg.c.seg_len - 1, -1, -1):
-                t_old, h, t_end = seg.seg_t_old[j], seg.seg_h[j], seg.seg_t_end[j]
-                while i_out >= 0 and t_eval[i_out] == t_end:
-                    lam += Wc[:, i_out]
-                    i_out -= 1
-                hi = i_out + 1
-                while i_out >= 0 and sgn * (t_eval[i_out] - t_old) >= 0:
-                    i_out -= 1
-                lo = i_out + 1
-                thetas = np.ascontiguousarray((t_eval[lo:hi] - t_old) / h)
-                weights = np.ascontiguousarray(Wc[:, lo:hi].T)
-                rc = self._step_adjoint(&tab.c, &ctx, t_old, seg.seg_y_old[j], h,
-                                        K, stage_y, kbar, thetas, weights, lam, pbar, &nfev)
-                if rc:
-                    break
+            if self.release_gil:
+                with nogil:
+                    rc = _stretch_adjoint(&tab.c, &ctx, &seg.c, bufs, &i_out, sign, &nfev)
+            else:
+                rc = _stretch_adjoint(&tab.c, &ctx, &seg.c, bufs, &i_out, sign, &nfev)
             if rc:
-                break
-        if rc:
-            if self.rhs.error is None:
-                raise RuntimeError("a callback stopped the solver without an error")
-            raise self.rhs.error
+                if self.rhs.error is None:
+                    raise RuntimeError("a callback stopped the solver without an error")
+                raise self.rhs.error
         while i_out >= 0:     # outputs at t0 (only when no step was taken)
-            lam += Wc[:, i_out]
+            lam += Wt[i_out]
             i_out -= 1
         self.nfev_backward += nfev
         return pbar[:self.m].copy(), lam.copy(), 0, None
-
-    cdef int _step_adjoint(self, const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
-                           double t_old, cnp.ndarray y_old, double h, cnp.ndarray K,
-                           cnp.ndarray stage_y, cnp.ndarray kbar, cnp.ndarray thetas,
-                           cnp.ndarray weights, cnp.ndarray lam, cnp.ndarray pbar,
-                           long *nfev):
-        cdef cnp.ndarray y = np.ascontiguousarray(y_old)
-        cdef int rc
-        cdef int n_out = <int>thetas.shape[0]
-        cdef double *yp = <double *>cnp.PyArray_DATA(y)
-        cdef double *Kp = <double *>cnp.PyArray_DATA(K)
-        cdef double *sp = <double *>cnp.PyArray_DATA(stage_y)
-        cdef double *kb = <double *>cnp.PyArray_DATA(kbar)
-        cdef const double *th = <const double *>cnp.PyArray_DATA(thetas)
-        cdef const double *w = <const double *>cnp.PyArray_DATA(weights)
-        cdef double *lp = <double *>cnp.PyArray_DATA(lam)
-        cdef double *pp = <double *>cnp.PyArray_DATA(pbar)
-        if self.release_gil:
-            with nogil:
-                rc = ds_erk_step_adjoint(tab, ctx, t_old, yp, h, Kp, sp, kb, n_out,
-                                         th, w, lp, pp, nfev)
-        else:
-            rc = ds_erk_step_adjoint(tab, ctx, t_old, yp, h, Kp, sp, kb, n_out,
-                                     th, w, lp, pp, nfev)
-        return rc
 
     def _backward_continuous(self, cnp.ndarray W, str strategy, double rtol,
                              double atol, int nodes):
@@ -338,8 +306,13 @@ cdef class AdjointSolve:
                         self.nfev_backward += A.nfev
                         if rc == DS_FAILED or not np.isfinite(z).all():
                             status = -1
-                            message = ("The adjoint solve failed: "
+                            message = (f"The adjoint solve (adjoint='{strategy}') failed "
+                                       f"between t = {tau:.6g} and {target:.6g}: "
                                        + A.message.decode("utf-8", "replace"))
+                            if mode == DS_ADJ_BACKSOLVE:
+                                message += (" Integrating y backward is unstable on stiff "
+                                            "problems; use adjoint='gauss' or "
+                                            "'interpolating', which read y from checkpoints.")
                             break
                         z = np.asarray(<double[:N]>A.y).copy()
                         if not np.isfinite(z).all():
@@ -427,6 +400,16 @@ cdef class AdjointSolve:
 # Backsolve's y may wander from the forward solution by its own error; this many
 # times the tolerance means it went elsewhere.
 BACKSOLVE_DRIFT = 1e4
+
+
+cdef int _stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                          ds_output *seg, double **b, long *i_out, double sign,
+                          long *nfev) noexcept nogil:
+    """ds_erk_stretch_adjoint over a re-run stretch; b: t_eval, Wt, K, stage_y,
+    kbar, theta, lam, pbar."""
+    return ds_erk_stretch_adjoint(tab, ctx, seg.seg_len, seg.seg_t_old, seg.seg_h,
+                                  seg.seg_t_end, seg.seg_y_old, b[0], b[1], i_out,
+                                  sign, b[2], b[3], b[4], b[5], b[6], b[7], nfev)
 
 
 cdef double _snapshot_t(bytes state):

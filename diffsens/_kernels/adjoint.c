@@ -340,3 +340,34 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
     memcpy(lam, ybar, (size_t)n * sizeof(double));
     return 0;
 }
+
+int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                           long len, const double *t_old, const double *h,
+                           const double *t_end, const double *y_old,
+                           const double *t_eval, const double *Wt, long *i_out,
+                           double sign, double *K, double *stage_y, double *kbar,
+                           double *theta, double *lam, double *pbar, long *nfev)
+{
+    const int n = ctx->base->n;
+    long i = *i_out;
+    for (long j = len - 1; j >= 0; --j) {
+        for (; i >= 0 && t_eval[i] == t_end[j]; --i)
+            for (int q = 0; q < n; ++q)
+                lam[q] += Wt[(size_t)i * n + q];
+        const long hi = i + 1;
+        while (i >= 0 && sign * (t_eval[i] - t_old[j]) >= 0)
+            --i;
+        const long lo = i + 1;
+        for (long e = lo; e < hi; ++e)
+            theta[e - lo] = (t_eval[e] - t_old[j]) / h[j];
+        int rc = ds_erk_step_adjoint(tab, ctx, t_old[j], y_old + (size_t)j * n, h[j],
+                                     K, stage_y, kbar, (int)(hi - lo), theta,
+                                     Wt + (size_t)lo * n, lam, pbar, nfev);
+        if (rc) {
+            *i_out = i;
+            return rc;
+        }
+    }
+    *i_out = i;
+    return 0;
+}

@@ -91,6 +91,21 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
                         const double *theta, const double *w, double *lam,
                         double *pbar, long *nfev);
 
+/*
+ * ds_erk_step_adjoint over a stretch of stored steps (t_old, h, t_end,
+ * y_old: len entries), last step first.  Outputs t_eval[0 .. *i_out] not yet
+ * taken, with weights Wt (n_eval x n, row i for t_eval[i]), are consumed from
+ * *i_out downward as the stretch covers them: those at a step's end jump
+ * lam, those inside it enter the step's adjoint.  sign: +1 when the forward
+ * pass ran forward in time.  theta: n_eval doubles of scratch.
+ */
+int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                           long len, const double *t_old, const double *h,
+                           const double *t_end, const double *y_old,
+                           const double *t_eval, const double *Wt, long *i_out,
+                           double sign, double *K, double *stage_y, double *kbar,
+                           double *theta, double *lam, double *pbar, long *nfev);
+
 #ifdef __cplusplus
 }
 #endif

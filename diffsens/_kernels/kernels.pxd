@@ -263,3 +263,10 @@ cdef extern from "adjoint.h":
                             double *stage_y, double *kbar, int n_out,
                             const double *theta, const double *w, double *lam,
                             double *pbar, long *nfev) nogil
+    int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                               long len, const double *t_old, const double *h,
+                               const double *t_end, const double *y_old,
+                               const double *t_eval, const double *Wt, long *i_out,
+                               double sign, double *K, double *stage_y, double *kbar,
+                               double *theta, double *lam, double *pbar,
+                               long *nfev) nogil

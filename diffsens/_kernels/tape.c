@@ -615,7 +615,9 @@ static int tape_vjp(void *ctx, double t, const double *y, const double *p,
     ds_tape_ctx *c = (ds_tape_ctx *)ctx;
     ds_tape_vjp(c->tape, c->scratch, t, y, p, w, dy, wy, wp);
     c->p_loaded = p;
-    c->pd_loaded = NULL;   /* the adjoint lanes overwrote the jvp lanes */
+    /* the adjoint lanes overwrote the jvp lanes: no jvp may reuse them (a
+     * NULL pd is a valid seed, so the lane count is what marks it) */
+    c->k_loaded = -1;
     return 0;
 }
 
