@@ -81,9 +81,8 @@ def _kernel_fun(fun, n, m, p, args):
 
 def _with_integrand(fun, g, n, y0, p, args):
     """``[y, q]`` with ``q' = g(t, y, p)``: the integral becomes a final value."""
-    if isinstance(fun, TracedRHS):
-        raise TypeError("With `g`, pass the plain Python `fun` (it is traced together "
-                        "with `g`), not an already traced one.")
+    if isinstance(fun, TracedRHS):   # traced again, together with g
+        fun = fun.source
 
     def augmented(t, z, p_, *extra):
         return np.array(list(fun(t, z[:n], p_, *extra)) + [g(t, z[:n], p_)])
@@ -222,12 +221,14 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
 
     system, z0 = fun, y0
     if g is not None:
+        traced = isinstance(fun, TracedRHS)
         system, z0 = _with_integrand(fun, g, n, y0, p, args)
-        if not isinstance(fun, TracedRHS):
-            try:
-                system = trace(system, z0, p, args=args)
-            except Exception:
-                pass   # not traceable: dual numbers through the Python functions
+        try:
+            system = trace(system, z0, p, args=args)
+        except Exception:
+            if traced:
+                raise   # fun traced, so g must be too
+            # not traceable: dual numbers through the Python functions
     N = z0.shape[0]
     kernel_fun = _kernel_fun(system, N, m, p, args)
     opt = native_options(options, N, t0, tf, known=_OPTIONS - {
@@ -239,8 +240,6 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
     if nodes is None:
         nodes = min(5, max(2, (getattr(tableau, "order", 4) + 2) // 2))
     interval = checkpoints or DEFAULT_CHECKPOINT_INTERVAL
-    if adjoint == "quadrature":
-        interval = opt["max_steps"] + 1   # one stretch: lambda is integrated after
 
     # without outputs, one at tf keeps the forward pass's buffers fixed
     outputs = t_eval if t_eval is not None else np.array([tf])

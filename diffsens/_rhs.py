@@ -27,10 +27,13 @@ class TracedRHS:
         Number of states and parameters.
     tape : diffsens._trace.Tape
         The recorded program (``print(rhs.tape.describe())`` shows it).
+    source : callable
+        The Python function it was traced from.
     """
 
-    def __init__(self, tape, args):
+    def __init__(self, tape, args, source=None):
         self.tape = tape
+        self.source = source   # the Python function it was traced from
         self._fn = TapeFunction(schedule(tape))
         self._args = tuple(args)
         self.n = tape.n
@@ -166,4 +169,4 @@ def trace(fun, y0, p=None, *, args=()):
         if p.ndim != 1:
             raise ValueError("`p` must be a 1-D array of parameters.")
     args = tuple(args)
-    return TracedRHS(record(fun, y0, p, args), args)
+    return TracedRHS(record(fun, y0, p, args), args, source=fun)
