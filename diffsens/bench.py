@@ -109,6 +109,7 @@ def default_cases():
     cases.extend(tape_cost_cases())
     cases.extend(sensitivity_cases(lv))
     cases.extend(stiff_cases())
+    cases.extend(adjoint_cases(lv))
     return cases
 
 
@@ -314,6 +315,220 @@ def diffrax_solver(prob, vector_field, solver_name, rtol, atol):
     return None if solve is None else _compiled(solve, prob, lambda ys: ys.T)
 
 
+# ---------------------------------------------------------------------------
+# Adjoint gradients
+# ---------------------------------------------------------------------------
+
+def _adjoint_gradient():
+    """``diffsens.adjoint_gradient``, or None while this build lacks it."""
+    import diffsens
+    return getattr(diffsens, "adjoint_gradient", None)
+
+
+def _succeeded(res):
+    """``res``, or RuntimeError with its message when the solve failed."""
+    if getattr(res, "status", 0) != 0:
+        raise RuntimeError(f"status {res.status}: {res.message}")
+    return res
+
+
+def _per_component(grad):
+    """Gradients as a column (m, 1): `_error` then scales every component by
+    its own reference size (ROBER's dL/dk2 is ~1e-12 of dL/dk1)."""
+    return np.asarray(grad, dtype=float).reshape(-1, 1)
+
+
+def _chain_rule(res, dgdy, wrt_y0=False):
+    """Gradient of a loss with dL/dY = ``dgdy`` (n, nt) from forward
+    sensitivities ``res.sens`` (n, m, nt) (and ``res.sens_y0`` (n, n, nt))."""
+    grad = np.einsum("it,imt->m", dgdy, res.sens)
+    if wrt_y0:
+        grad = np.concatenate([grad, np.einsum("it,imt->m", dgdy, res.sens_y0)])
+    return grad
+
+
+def _sum_of_squares(Y, p):
+    """Sum of y**2 over all states and outputs (LV, Brusselator)."""
+    return (Y * Y).sum()
+
+
+def _rober_loss(Y, p):
+    """Sum of y1 over the 50 output times."""
+    return Y[0].sum()
+
+
+def diffrax_rober(t, y, p):
+    """ROBER as a diffrax user writes it (jax.numpy)."""
+    import jax.numpy as jnp
+    k1, k2, k3 = p[0], p[1], p[2]
+    a, b, c = k1 * y[0], k3 * y[1] * y[2], k2 * y[1] * y[1]
+    return jnp.stack([-a + b, a - b - c, c])
+
+
+def diffrax_grad(prob, vector_field, solver_name, rtol, atol, loss):
+    """``jax.grad`` w.r.t. p of ``loss(ys)`` through a diffrax solve
+    (``RecursiveCheckpointAdjoint``), jit-compiled outside the timing;
+    the runner returns grad_p (m,).  None without jax/diffrax."""
+    solve = _diffrax_solve(prob, vector_field, solver_name, rtol, atol)
+    if solve is None:
+        return None
+    import jax
+    return _compiled(jax.grad(lambda p, y0: loss(solve(p, y0))), prob, lambda g: g)
+
+
+def _failed_peer(message):
+    """A peer that could not run: its row reports NaN and ``message``."""
+    def run():
+        return np.nan
+    run.failure = message
+    return run
+
+
+def adjoint_cases(lv=None):
+    """Adjoint gradients: Lotka-Volterra and ROBER against diffrax ``jax.grad``
+    (``RecursiveCheckpointAdjoint``), and forward sensitivities against the
+    adjoint on an N x N Brusselator as n + m grows (the crossover).
+    Empty while ``diffsens.adjoint_gradient`` is missing."""
+    adjoint_gradient = _adjoint_gradient()
+    if adjoint_gradient is None:
+        return []
+    lv = problems.get("lotka_volterra") if lv is None else lv
+    return (_lv_adjoint_cases(lv, adjoint_gradient)
+            + _rober_adjoint_cases(adjoint_gradient)
+            + brusselator_crossover_cases(adjoint_gradient))
+
+
+def _lv_adjoint_cases(lv, adjoint_gradient):
+    """LV (rtol 1e-6, atol 1e-8, 101 outputs), L = sum y**2, dL/dp."""
+    tight = solve_ivp_sens(lv.fun, lv.t_span, lv.y0, lv.p, method="DOP853",
+                           t_eval=lv.t_eval, rtol=1e-13, atol=1e-14)
+    reference = _per_component(_chain_rule(tight, 2 * tight.y))
+    rhs = trace(lv.fun, lv.y0, lv.p)
+    kwargs = dict(t_eval=lv.t_eval, loss=_sum_of_squares, method="Tsit5",
+                  rtol=1e-6, atol=1e-8)
+
+    def ours():
+        return _per_component(_succeeded(adjoint_gradient(rhs, lv.t_span, lv.y0, lv.p,
+                                                          **kwargs)).grad_p)
+
+    def forward():
+        res = solve_ivp_sens(rhs, lv.t_span, lv.y0, lv.p, method="Tsit5",
+                             t_eval=lv.t_eval, rtol=1e-6, atol=1e-8)
+        return _per_component(_chain_rule(res, 2 * res.y))
+
+    label = "lv dL/dp Tsit5 adjoint traced"
+    cases = [Case(label, ours, forward, "diffsens forward dual", reference)]
+    grad = diffrax_grad(lv, diffrax_lotka_volterra, "Tsit5", 1e-6, 1e-8,
+                        lambda ys: (ys * ys).sum())
+    if grad is not None:
+        cases.append(Case(label, ours, lambda: _per_component(grad()),
+                          "jax.grad Tsit5 (jit)", reference))
+    return cases
+
+
+def _rober_adjoint_cases(adjoint_gradient):
+    """ROBER (t in [0, 1e5], 50 log-spaced outputs, rtol 1e-6, atol 1e-10),
+    L = sum of y1 at the outputs, dL/dp: Rodas5P adjoint against diffrax
+    Kvaerno5 ``jax.grad``."""
+    rober = problems.get("rober_1e5")
+    dgdy = np.zeros((rober.n, len(rober.t_eval)))
+    dgdy[0] = 1.0
+    rhs = trace(rober.fun, rober.y0, rober.p)
+    # Rodas5P at 1e-10 ... 1e-13 agree to 1e-9 (Rodas4 creeps towards it)
+    tight = solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
+                           sens="continuous", t_eval=rober.t_eval, rtol=1e-12, atol=1e-17)
+    reference = _per_component(_chain_rule(tight, dgdy))
+    kwargs = dict(t_eval=rober.t_eval, rtol=1e-6, atol=1e-10)
+
+    def ours():
+        res = adjoint_gradient(rhs, rober.t_span, rober.y0, rober.p, loss=_rober_loss,
+                               method="Rodas5P", **kwargs)
+        return _per_component(_succeeded(res).grad_p)
+
+    def forward():
+        res = solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
+                             sens="continuous", **kwargs)
+        return _per_component(_chain_rule(res, dgdy))
+
+    label = "rober dL/dp Rodas5P adjoint traced"
+    cases = [Case(label, ours, forward, "diffsens fwd continuous", reference)]
+    try:
+        grad = diffrax_grad(rober, diffrax_rober, "Kvaerno5", 1e-6, 1e-10,
+                            lambda ys: ys[:, 0].sum())
+        if grad is not None:
+            value = grad()
+            if not np.all(np.isfinite(value)):
+                raise FloatingPointError(f"non-finite gradient {value}")
+            cases.append(Case(label, ours, lambda: _per_component(grad()),
+                              "jax.grad Kvaerno5 (jit)", reference))
+    except Exception as exc:        # diffrax's failure is a result, not a crash
+        cases.append(Case(label, ours, _failed_peer(f"{type(exc).__name__}: {exc}"),
+                          "jax.grad Kvaerno5 FAILED", reference))
+    return cases
+
+
+def brusselator_2d(N):
+    """``(fun, y0, p)`` of the N x N periodic 2-D Brusselator (2 N^2 states,
+    3 parameters), y = (u, v) flattened: the construction of the
+    ``SensitivityScaling`` asv benchmark."""
+    idx = np.arange(N * N).reshape(N, N)
+    up, down = np.roll(idx, 1, 0).ravel(), np.roll(idx, -1, 0).ravel()
+    left, right = np.roll(idx, 1, 1).ravel(), np.roll(idx, -1, 1).ravel()
+    h2 = float(N * N)
+
+    def fun(t, y, p):
+        a, b, alpha = p[0], p[1], p[2]
+        u, v = y[:N * N], y[N * N:]
+        lap_u = (u[up] + u[down] + u[left] + u[right] - 4 * u) * h2
+        lap_v = (v[up] + v[down] + v[left] + v[right] - 4 * v) * h2
+        uuv = u * u * v
+        return np.concatenate([a + uuv - (b + 1) * u + alpha * lap_u,
+                               b * u - uuv + alpha * lap_v])
+
+    x = np.linspace(0, 1, N, endpoint=False)
+    X, Y = np.meshgrid(x, x)
+    y0 = np.concatenate([(22 * Y * (1 - Y) ** 1.5).ravel(),
+                         (27 * X * (1 - X) ** 1.5).ravel()])
+    return fun, y0, np.array([1.0, 3.4, 0.002])
+
+
+#: The crossover Brusselator: t in [0, 1], 11 outputs, L = sum of y**2 at the
+#: outputs.  Not stiff at N <= 10 (|lambda|max ~ 21; Tsit5 takes ~55 steps,
+#: Rodas5P ~65 at 10x the cost), so Tsit5.
+BRUSSELATOR_T_SPAN = (0.0, 1.0)
+BRUSSELATOR_T_EVAL = np.linspace(0.0, 1.0, 11)
+BRUSSELATOR_SIZES = (2, 5, 10)
+
+
+def brusselator_crossover_cases(adjoint_gradient, sizes=BRUSSELATOR_SIZES):
+    """dL/d(p, y0) of the N x N Brusselator (n = 2 N^2, n + m = 4 N^2 + 3):
+    adjoint (diffsens column) against forward dual sensitivities (peer
+    column), so ``ratio`` = forward / adjoint: below 1 the forward pass wins
+    (small N), above 1 the adjoint does."""
+    cases = []
+    for N in sizes:
+        fun, y0, p = brusselator_2d(N)
+        rhs = trace(fun, y0, p)
+        kwargs = dict(t_eval=BRUSSELATOR_T_EVAL, method="Tsit5", rtol=1e-6, atol=1e-8)
+        tight = solve_ivp_sens(rhs, BRUSSELATOR_T_SPAN, y0, p, method="Vern7",
+                               t_eval=BRUSSELATOR_T_EVAL, wrt=("p", "y0"),
+                               rtol=1e-12, atol=1e-14)
+        reference = _chain_rule(tight, 2 * tight.y, wrt_y0=True)
+
+        def adjoint(rhs=rhs, y0=y0, p=p):
+            res = _succeeded(adjoint_gradient(rhs, BRUSSELATOR_T_SPAN, y0, p,
+                                              loss=_sum_of_squares, **kwargs))
+            return np.concatenate([res.grad_p, res.grad_y0])
+
+        def forward(rhs=rhs, y0=y0, p=p):
+            res = solve_ivp_sens(rhs, BRUSSELATOR_T_SPAN, y0, p, wrt=("p", "y0"), **kwargs)
+            return _chain_rule(res, 2 * res.y, wrt_y0=True)
+
+        cases.append(Case(f"bruss2d N={N} dL/d(p,y0) n+m={4 * N * N + 3}", adjoint,
+                          forward, "diffsens forward dual", reference))
+    return cases
+
+
 def _error(value, reference):
     """Largest error relative to each component's own scale (ROBER's y2 is
     ~1e-5 of y1: a single global scale would hide its errors)."""
@@ -323,16 +538,34 @@ def _error(value, reference):
     return float(np.max(np.abs(value - reference) / np.maximum(scale, 1e-300)))
 
 
+def _timed_or_failure(fn, repeats, min_time):
+    """``_timed``, or (nan, nan, "Error: ...") when ``fn`` raises or is a
+    peer marked as failed (``fn.failure``)."""
+    failure = getattr(fn, "failure", None)
+    if failure is not None:
+        return np.nan, np.nan, failure
+    try:
+        return (*_timed(fn, repeats, min_time), None)
+    except Exception as exc:         # one failing contender must not end the table
+        return np.nan, np.nan, f"{type(exc).__name__}: {exc}"
+
+
 def run_case(case, repeats=7, min_time=0.2):
-    """Time both contenders of ``case``; returns a dict of figures."""
-    t_ours, v_ours = _timed(case.ours, repeats, min_time)
-    t_peer, v_peer = _timed(case.peer, repeats, min_time)
-    return {
+    """Time both contenders of ``case``; returns a dict of figures.  A
+    contender that raises gets NaN figures and its error in ``note``."""
+    t_ours, v_ours, fail_ours = _timed_or_failure(case.ours, repeats, min_time)
+    t_peer, v_peer, fail_peer = _timed_or_failure(case.peer, repeats, min_time)
+    row = {
         "label": case.label, "peer": case.peer_name,
         "ours_s": t_ours, "peer_s": t_peer, "ratio": t_peer / t_ours,
-        "ours_err": _error(v_ours, case.reference),
-        "peer_err": _error(v_peer, case.reference),
+        "ours_err": np.nan if fail_ours else _error(v_ours, case.reference),
+        "peer_err": np.nan if fail_peer else _error(v_peer, case.reference),
     }
+    notes = [f"{who} failed: {why}" for who, why in (("diffsens", fail_ours),
+                                                     (case.peer_name, fail_peer)) if why]
+    if notes:
+        row["note"] = "; ".join(notes)
+    return row
 
 
 def print_table(rows, file=None):
@@ -344,6 +577,9 @@ def print_table(rows, file=None):
         print(f"{r['label']:<34} {r['peer']:<24} {r['ours_s'] * 1e3:>8.3f}ms "
               f"{r['peer_s'] * 1e3:>8.3f}ms {r['ratio']:>6.1f}x  "
               f"{r['ours_err']:>12.2e} {r['peer_err']:>10.2e}", file=file)
+    for r in rows:
+        if r.get("note"):
+            print(f"note: {r['label']} / {r['peer']}: {r['note']}", file=file)
 
 
 def main(argv=None):
