@@ -209,28 +209,65 @@ static const double GL_W[5][5] = {
     {0.11846344252809454, 0.23931433524968324, 0.28444444444444444,
      0.23931433524968324, 0.11846344252809454}};
 
+/* The forward step holding t (the cursor moves there). */
+static long locate(ds_interp *interp, double t)
+{
+    long c = interp->cursor < 0 || interp->cursor >= interp->len ? 0 : interp->cursor;
+    for (;;) {
+        const double theta = (t - interp->t_old[c]) / interp->h[c];
+        if (theta < 0.0 && c > 0)
+            --c;
+        else if (theta > 1.0 && c + 1 < interp->len)
+            ++c;
+        else
+            break;
+    }
+    interp->cursor = c;
+    return c;
+}
+
 int ds_adjoint_quadrature(ds_adjoint_ctx *c, ds_interp *lam, int nodes,
                           double *mu, long *nvjp)
 {
     const int n = c->base->n, m = c->base->m;
     const scratch_view v = view(c);
     const int k = nodes < 1 ? 1 : nodes > 5 ? 5 : nodes;
+    ds_interp *fwd = c->interp;
     double *lam_t = v.fy;
     for (long s = 0; s < lam->len; ++s) {
         const double t_old = lam->t_old[s], h = lam->h[s];
-        for (int q = 0; q < k; ++q) {
-            const double tau = t_old + GL_X[k - 1][q] * h;
-            ds_interp_eval(c->interp, tau, v.y);
-            ds_dense_eval(n, lam->d, lam->y_old + (size_t)s * n,
-                          lam->Q + (size_t)s * n * lam->d, GL_X[k - 1][q], lam_t);
-            ++*nvjp;
-            int rc = ds_adjoint_vjp(c, tau, v.y, lam_t, v.dy, v.wy, v.wp);
-            if (rc)
-                return rc;
-            /* mu' = -J_p^T lambda along the backward step h */
-            const double weight = -h * GL_W[k - 1][q];
-            for (int r = 0; r < m; ++r)
-                mu[r] += weight * v.wp[r];
+        const double lo = fmin(t_old, t_old + h), hi = fmax(t_old, t_old + h);
+        /* y(t) is one polynomial per forward step, with kinks between them:
+         * the Gauss rule runs on each piece of the backward step */
+        long f = locate(fwd, hi);
+        for (;;) {
+            const double a = fwd->t_old[f], b = a + fwd->h[f];
+            const double u = fmax(lo, fmin(a, b)), w = fmin(hi, fmax(a, b));
+            if (w > u || fwd->len == 1) {
+                const double uu = fwd->len == 1 ? lo : u, ww = fwd->len == 1 ? hi : w;
+                for (int q = 0; q < k; ++q) {
+                    const double tau = uu + GL_X[k - 1][q] * (ww - uu);
+                    ds_interp_eval(fwd, tau, v.y);
+                    ds_dense_eval(n, lam->d, lam->y_old + (size_t)s * n,
+                                  lam->Q + (size_t)s * n * lam->d, (tau - t_old) / h,
+                                  lam_t);
+                    ++*nvjp;
+                    int rc = ds_adjoint_vjp(c, tau, v.y, lam_t, v.dy, v.wy, v.wp);
+                    if (rc)
+                        return rc;
+                    /* mu' = -J_p^T lambda along the backward step h */
+                    const double weight = (h < 0 ? 1.0 : -1.0) * (ww - uu) * GL_W[k - 1][q];
+                    for (int r = 0; r < m; ++r)
+                        mu[r] += weight * v.wp[r];
+                }
+            }
+            /* the next piece down in time */
+            const long next = fwd->h[f] > 0 ? f - 1 : f + 1;
+            if (fwd->len == 1 || next < 0 || next >= fwd->len
+                || fmin(fwd->t_old[f], fwd->t_old[f] + fwd->h[f]) <= lo)
+                break;
+            f = next;
+            fwd->cursor = f;
         }
     }
     return 0;
