@@ -538,6 +538,46 @@ def test_rober_long_horizon_checkpoints(adjoint):
     np.testing.assert_allclose(default.grad_p, dense.grad_p, rtol=1e-4, atol=0)
 
 
+ROB_LONG_T = np.logspace(-5, 11, 33)
+ROB_LONG_W = np.zeros((3, ROB_LONG_T.size))
+ROB_LONG_W[0] = 1.0
+
+
+@functools.lru_cache(maxsize=None)
+def _rober_full_span_forward():
+    """Forward 'continuous' at rtol 1e-10: rtol 1e-8 agrees with it to 3e-7 on p * grad."""
+    fwd = diffsens.solve_ivp_sens(_traced(ROB_LONG.name), ROB_LONG.t_span, ROB_LONG.y0,
+                                  ROB_LONG.p, method="Rodas5P", t_eval=ROB_LONG_T,
+                                  sens="continuous", wrt=("p", "y0"), rtol=1e-10, atol=1e-14)
+    assert fwd.status == 0
+    return _forward_vjp(fwd, ROB_LONG_W)
+
+
+# A jump of lambda at t ~ 1e11 starts a transient shorter than the spacing of
+# doubles there: the adjoint stops with status -1.  Known bug (local time per
+# backward stretch would fix it); strict, so the fix shows up as XPASS.
+_FAR_TRANSIENT = pytest.mark.xfail(strict=True, reason=(
+    "adjoint transient after a jump at t ~ 1e11 is below the spacing of doubles"))
+
+
+@pytest.mark.parametrize("adjoint", [pytest.param("gauss", marks=_FAR_TRANSIENT),
+                                     pytest.param("interpolating", marks=_FAR_TRANSIENT)])
+def test_rober_full_span_sum_y1(adjoint):
+    """The built-in 'rober' over its whole span (0, 1e11), loss = sum of y1 at 33
+    log-spaced outputs.  Forward sensitivities solve it at this tolerance; the
+    adjoint must too.  (Each output makes lambda jump by dgdy, which starts a fast
+    adjoint transient, time scale 1/(k3 y3) ~ 1e-4, near t = 1e11 where doubles
+    are 1.5e-5 apart: the backward steps must not need to resolve it.)"""
+    res = diffsens.adjoint_gradient(_traced(ROB_LONG.name), ROB_LONG.t_span, ROB_LONG.y0,
+                                    ROB_LONG.p, t_eval=ROB_LONG_T, dgdy=ROB_LONG_W,
+                                    method="Rodas5P", adjoint=adjoint, **ROB_TOL)
+    _check_result(res, adjoint, 3, 3, ROB_LONG_T)
+    gp, g0 = _rober_full_span_forward()
+    p = np.asarray(ROB_LONG.p)
+    np.testing.assert_allclose(p * res.grad_p, p * gp, rtol=1e-4, atol=0)
+    np.testing.assert_allclose(res.grad_y0, g0, rtol=1e-4, atol=0)
+
+
 # ---------------------------------------------------------------------------
 # 6. Integrand form g(t, y, p)
 # ---------------------------------------------------------------------------
