@@ -469,8 +469,8 @@ def _rober_adjoint_cases(adjoint_gradient):
 
 def brusselator_2d(N):
     """``(fun, y0, p)`` of the N x N periodic 2-D Brusselator (2 N^2 states,
-    3 parameters), y = (u, v) flattened: the construction of the
-    ``SensitivityScaling`` asv benchmark."""
+    3 parameters), y = (u, v) flattened; the asv sensitivity-scaling and
+    adjoint benchmarks use it too."""
     idx = np.arange(N * N).reshape(N, N)
     up, down = np.roll(idx, 1, 0).ravel(), np.roll(idx, -1, 0).ravel()
     left, right = np.roll(idx, 1, 1).ravel(), np.roll(idx, -1, 1).ravel()

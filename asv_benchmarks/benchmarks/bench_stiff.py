@@ -11,6 +11,7 @@ import scipy.integrate
 
 import diffsens
 from diffsens import problems
+from diffsens.bench import brusselator_2d
 
 
 class StiffSolve:
@@ -29,29 +30,6 @@ class StiffSolve:
     def time_scipy_bdf(self, method, rhs):
         scipy.integrate.solve_ivp(self.prob.fun, self.prob.t_span, self.prob.y0,
                                   method="BDF", **self.kwargs)
-
-
-def brusselator_2d(N):
-    """f(t, y, p) of the N x N periodic Brusselator, y = (u, v) flattened."""
-    idx = np.arange(N * N).reshape(N, N)
-    up, down = np.roll(idx, 1, 0).ravel(), np.roll(idx, -1, 0).ravel()
-    left, right = np.roll(idx, 1, 1).ravel(), np.roll(idx, -1, 1).ravel()
-    h2 = float(N * N)
-
-    def fun(t, y, p):
-        a, b, alpha = p[0], p[1], p[2]
-        u, v = y[:N * N], y[N * N:]
-        lap_u = (u[up] + u[down] + u[left] + u[right] - 4 * u) * h2
-        lap_v = (v[up] + v[down] + v[left] + v[right] - 4 * v) * h2
-        uuv = u * u * v
-        return np.concatenate([a + uuv - (b + 1) * u + alpha * lap_u,
-                               b * u - uuv + alpha * lap_v])
-
-    x = np.linspace(0, 1, N, endpoint=False)
-    X, Y = np.meshgrid(x, x)
-    y0 = np.concatenate([(22 * Y * (1 - Y) ** 1.5).ravel(),
-                         (27 * X * (1 - X) ** 1.5).ravel()])
-    return fun, y0, np.array([1.0, 3.4, 0.002])
 
 
 class SensitivityScaling:

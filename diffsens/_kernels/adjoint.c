@@ -3,12 +3,10 @@
 
 #include "adjoint.h"
 
-void ds_interp_eval(ds_interp *interp, double t, double *y)
+/* The forward step holding t (the cursor moves there). */
+static long locate(ds_interp *interp, double t)
 {
-    long c = interp->cursor;
-    if (c < 0 || c >= interp->len)
-        c = 0;
-    /* the backward pass walks the steps in order: a cursor, not a search */
+    long c = interp->cursor < 0 || interp->cursor >= interp->len ? 0 : interp->cursor;
     for (;;) {
         const double theta = (t - interp->t_old[c]) / interp->h[c];
         if (theta < 0.0 && c > 0)
@@ -19,8 +17,16 @@ void ds_interp_eval(ds_interp *interp, double t, double *y)
             break;
     }
     interp->cursor = c;
+    return c;
+}
+
+void ds_interp_eval(ds_interp *interp, double t, double *y)
+{
+    /* the backward pass walks the steps in order: a cursor, not a search */
+    const long c = locate(interp, t);
     ds_dense_eval(interp->n, interp->d, interp->y_old + (size_t)c * interp->n,
-                  interp->Q + (size_t)c * interp->n * interp->d, (t - interp->t_old[c]) / interp->h[c], y);
+                  interp->Q + (size_t)c * interp->n * interp->d,
+                  (t - interp->t_old[c]) / interp->h[c], y);
 }
 
 /* Scratch: y, dy, wy, fy (n each), wp (m), then for the forward lanes
@@ -208,23 +214,6 @@ static const double GL_W[5][5] = {
      0.17392742256872693},
     {0.11846344252809454, 0.23931433524968324, 0.28444444444444444,
      0.23931433524968324, 0.11846344252809454}};
-
-/* The forward step holding t (the cursor moves there). */
-static long locate(ds_interp *interp, double t)
-{
-    long c = interp->cursor < 0 || interp->cursor >= interp->len ? 0 : interp->cursor;
-    for (;;) {
-        const double theta = (t - interp->t_old[c]) / interp->h[c];
-        if (theta < 0.0 && c > 0)
-            --c;
-        else if (theta > 1.0 && c + 1 < interp->len)
-            ++c;
-        else
-            break;
-    }
-    interp->cursor = c;
-    return c;
-}
 
 int ds_adjoint_quadrature(ds_adjoint_ctx *c, ds_interp *lam, int nodes,
                           double *mu, long *nvjp)
