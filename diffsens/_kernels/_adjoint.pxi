@@ -5,7 +5,8 @@
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from diffsens._kernels.kernels cimport (
-    DS_ADJ_BACKSOLVE, DS_ADJ_LAMBDA, DS_ADJ_LAMBDA_MU, ds_adjoint_ctx,
+    DS_ADJ_BACKSOLVE, DS_ADJ_LAMBDA, DS_ADJ_LAMBDA_MU, ds_adjoint_ctx, ds_backward,
+    ds_backward_begin, ds_backward_run,
     ds_adjoint_quadrature, ds_adjoint_rhs_init, ds_adjoint_scratch,
     ds_erk_stage_count, ds_erk_stretch_adjoint, ds_interp,
 )
@@ -84,6 +85,8 @@ cdef class AdjointSolve:
         self.pb.t_eval = NULL if self.t_evalc is None else <const double *>cnp.PyArray_DATA(self.t_evalc)
         self.pb.n_eval = 0 if self.t_evalc is None else self.t_evalc.shape[0]
         self.pb.events = NULL
+        self.pb.on_step = NULL
+        self.pb.on_step_ctx = NULL
         self.work = malloc(ds_workspace_size(&self.pb))
         if self.work == NULL:
             raise MemoryError()
@@ -222,19 +225,22 @@ cdef class AdjointSolve:
                              double atol, int nodes):
         cdef Py_ssize_t n = self.n, m = self.m, N
         cdef int mode = ADJOINT_MODES[strategy]
-        cdef ds_interp fwd, lam_interp
+        cdef ds_interp fwd
         cdef ds_adjoint_ctx ctx
         cdef ds_rhs adj
         cdef ds_problem apb
         cdef ds_solver A
+        cdef ds_backward B
         cdef cnp.ndarray scratch = np.empty(ds_adjoint_scratch(<int>n, <int>m))
-        cdef cnp.ndarray z, mu = np.zeros(max(m, 1))
+        cdef cnp.ndarray z, mu = np.zeros(max(m, 1)), y_ref = None
         cdef cnp.ndarray artol = np.array([rtol]), aatol = np.array([atol])
+        cdef cnp.ndarray t_eval, Wt, no_outputs = np.zeros(1)
         cdef OutputBuffers seg = None, back
         cdef long nvjp = 0
         cdef int rc = 0, d = _dense_degree(&self.pb)
-        cdef void *awork = NULL
-        N = 2 * n + m if mode == DS_ADJ_BACKSOLVE else (n + m if mode == DS_ADJ_LAMBDA_MU else n)
+        cdef bint backsolve = mode == DS_ADJ_BACKSOLVE
+        cdef double t_lo, t_hi
+        N = 2 * n + m if backsolve else (n + m if mode == DS_ADJ_LAMBDA_MU else n)
         ds_adjoint_rhs_init(&adj, &ctx, &self.rhs.c, <const double *>cnp.PyArray_DATA(self.pc),
                             &fwd, mode, <double *>cnp.PyArray_DATA(scratch))
         _bind_method(&apb, self.method)
@@ -252,102 +258,96 @@ cdef class AdjointSolve:
         apb.stiffness_check = False
         apb.nonstiff_bound = 0.0
         apb.yield_every = 1000
-        apb.t_eval = NULL
+        apb.t_eval = <const double *>cnp.PyArray_DATA(no_outputs)  # store no points
         apb.n_eval = 0
         apb.events = NULL
-        awork = malloc(ds_workspace_size(&apb))
-        if awork == NULL:
-            raise MemoryError()
+        apb.on_step = NULL
+        apb.on_step_ctx = NULL
 
         t_eval, Wc = self._jumps(W)
-        i_out = len(t_eval) - 1
-        sgn = 1.0 if self.t_final >= self.pb.t0 else -1.0
+        Wt = np.ascontiguousarray(Wc.T)
         z = np.zeros(N)
-        if mode == DS_ADJ_BACKSOLVE:
+        if backsolve:
             z[:n] = self.y_at_end()
-        status, message = 0, None
-        backsolve_drift = 0.0
+            y_ref = np.ascontiguousarray(self.y_out.T)
+        B.pb = &apb
+        B.solver = &A
+        B.ctx = &ctx
+        B.z = <double *>cnp.PyArray_DATA(z)
+        B.jump_at = <int>n if backsolve else 0
+        B.t_eval = <const double *>cnp.PyArray_DATA(t_eval) if t_eval.shape[0] else NULL
+        B.Wt = <const double *>cnp.PyArray_DATA(Wt)
+        B.i_out = t_eval.shape[0] - 1
+        B.sign = 1.0 if self.t_final >= self.pb.t0 else -1.0
         # 'quadrature' keeps every backward step of lambda, integrating after
+        B.nodes = nodes if strategy == "gauss" else 0
+        B.mu = <double *>cnp.PyArray_DATA(mu)
+        B.y_ref = <const double *>cnp.PyArray_DATA(y_ref) if backsolve else NULL
+        B.rtol, B.atol, B.drift = rtol, atol, 0.0
+        B.nfev = B.nvjp = 0
         keep = [] if strategy == "quadrature" else None
+        back = OutputBuffers(N, d, 1, keep is not None, 64, 0)
+        status, message = 0, None
+        B.work = malloc(ds_workspace_size(&apb))
+        if B.work == NULL:
+            raise MemoryError()
         try:
-            if mode == DS_ADJ_BACKSOLVE:
-                stretches = [(self.pb.t0, self.t_final, None)]
-            else:
-                stretches = [None] * len(self.snapshots)
-            for c in range(len(stretches) - 1, -1, -1):
-                if mode != DS_ADJ_BACKSOLVE:
+            stretches = 1 if backsolve else len(self.snapshots)
+            for c in range(stretches - 1, -1, -1):
+                t_lo, t_hi = self.pb.t0, self.t_final
+                if not backsolve:
                     seg = self._segment(c)
                     _bind_interp(&fwd, seg, n, d)
-                    t_lo = seg.seg_t_old[0] if seg.c.seg_len else self.pb.t0
-                    t_hi = seg.seg_t_end[seg.c.seg_len - 1] if seg.c.seg_len else self.pb.t0
-                    if c == 0:
-                        t_lo = self.pb.t0
-                else:
-                    t_lo, t_hi = self.pb.t0, self.t_final
-                tau = t_hi
-                while True:
-                    while i_out >= 0 and t_eval[i_out] == tau:
-                        z[n if mode == DS_ADJ_BACKSOLVE else 0:][:n] += Wc[:, i_out]
-                        if mode == DS_ADJ_BACKSOLVE:
-                            backsolve_drift = max(backsolve_drift,
-                                                  self._drift(z[:n], self.y_out[:, i_out], rtol, atol))
-                        i_out -= 1
-                    if i_out >= 0 and sgn * (t_eval[i_out] - t_lo) > 0:
-                        target = t_eval[i_out]
+                    if seg.c.seg_len:
+                        t_lo = seg.seg_t_old[0] if c else self.pb.t0
+                        t_hi = seg.seg_t_end[seg.c.seg_len - 1]
                     else:
-                        target = t_lo
-                    if target != tau:
-                        apb.t0 = tau
-                        apb.t_bound = target
-                        apb.y0 = <const double *>cnp.PyArray_DATA(z)
-                        back = OutputBuffers(N, d, 64, mode == DS_ADJ_LAMBDA, 64, 0)
-                        ds_solver_init(&A, &apb, awork)
-                        rc = self._run(&A, back, False)
-                        self.nfev_backward += A.nfev
-                        if rc == DS_FAILED or not np.isfinite(z).all():
-                            status = -1
-                            message = (f"The adjoint solve (adjoint='{strategy}') failed "
-                                       f"between t = {tau:.6g} and {target:.6g}: "
-                                       + A.message.decode("utf-8", "replace"))
-                            if mode == DS_ADJ_BACKSOLVE:
-                                message += (" Integrating y backward is unstable on stiff "
-                                            "problems; use adjoint='gauss' or "
-                                            "'interpolating', which read y from checkpoints.")
-                            break
-                        z = np.asarray(<double[:N]>A.y).copy()
-                        if not np.isfinite(z).all():
-                            status, message = -1, "The adjoint solve produced non-finite values."
-                            break
-                        apb.first_step = A.h_abs   # the next stretch starts there
-                        if mode == DS_ADJ_LAMBDA:
-                            if keep is not None:
-                                keep.append(_segments_copy(back))
-                            else:
-                                _bind_interp(&lam_interp, back, n, d)
-                                rc = ds_adjoint_quadrature(&ctx, &lam_interp, nodes,
-                                                           <double *>cnp.PyArray_DATA(mu), &nvjp)
-                                if rc:
-                                    raise self.rhs.error
-                        tau = target
-                    if tau == t_lo:
+                        t_hi = self.pb.t0
+                ds_backward_begin(&B, t_lo, t_hi)
+                while True:
+                    if self.release_gil:
+                        with nogil:
+                            rc = ds_backward_run(&B, &back.c)
+                    else:
+                        rc = ds_backward_run(&B, &back.c)
+                    if rc == DS_NEED_SPACE:
+                        back.make_room(0)
+                    elif rc == DS_YIELD:
+                        PyErr_CheckSignals()
+                    else:
                         break
-                if status:
+                if rc == DS_CALLBACK_STOP:
+                    if self.rhs.error is None:
+                        raise RuntimeError("a callback stopped the solver without an error")
+                    raise self.rhs.error
+                if rc != DS_FINISHED:
+                    status = -1
+                    message = (f"The adjoint solve (adjoint='{strategy}') failed "
+                               f"between t = {B.tau:.6g} and {B.target:.6g}: "
+                               + A.message.decode("utf-8", "replace"))
+                    if backsolve:
+                        message += (" Integrating y backward is unstable on stiff "
+                                    "problems; use adjoint='gauss' or "
+                                    "'interpolating', which read y from checkpoints.")
                     break
+                if keep is not None:
+                    keep.append(_segments_copy(back))
+                    back.c.seg_len = 0
             if status == 0:
-                while i_out >= 0:   # outputs at t0
-                    z[n if mode == DS_ADJ_BACKSOLVE else 0:][:n] += Wc[:, i_out]
-                    i_out -= 1
+                while B.i_out >= 0:   # outputs at t0
+                    z[B.jump_at:B.jump_at + n] += Wt[B.i_out]
+                    B.i_out -= 1
                 if keep is not None:
                     mu = self._quadrature_after(&ctx, &fwd, keep, nodes, &nvjp)
         finally:
-            free(awork)
-        self.nfev_backward += nvjp
-        if mode == DS_ADJ_BACKSOLVE:
-            backsolve_drift = max(backsolve_drift, self._drift(z[:n], self.y0c, rtol, atol))
-            if status == 0 and not backsolve_drift <= BACKSOLVE_DRIFT:
+            free(B.work)
+        self.nfev_backward += B.nfev + B.nvjp + nvjp
+        if backsolve:
+            drift = max(B.drift, self._drift(z[:n], self.y0c, rtol, atol))
+            if status == 0 and not drift <= BACKSOLVE_DRIFT:
                 status = -1
                 message = ("adjoint='backsolve' failed: integrating y backward did not "
-                           f"retrace the forward solution (off by {backsolve_drift:.3g} "
+                           f"retrace the forward solution (off by {drift:.3g} "
                            "times the tolerance), so the gradient cannot be trusted. "
                            "This happens on stiff problems; use adjoint='gauss' or "
                            "'interpolating', which read y from checkpoints.")

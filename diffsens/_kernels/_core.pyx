@@ -864,6 +864,8 @@ def solve(tableau, fun, double t0, double t_bound,
     pb.t_eval = NULL if t_evalc is None else <const double *>cnp.PyArray_DATA(t_evalc)
     pb.n_eval = 0 if t_evalc is None else t_evalc.shape[0]
     pb.events = NULL if ev is None else &ev.c
+    pb.on_step = NULL
+    pb.on_step_ctx = NULL
 
     n_real = y0c.shape[0]
     points = max(t_evalc.shape[0], 1) if t_evalc is not None else 64

@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "adjoint.h"
@@ -396,4 +397,88 @@ int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
     }
     *i_out = i;
     return 0;
+}
+
+/* 'gauss': the parameter integral over the step the backward solve just took. */
+static int gauss_on_step(void *ctx, double t_old, double h, const double *y_old,
+                         const double *Q)
+{
+    ds_backward *B = (ds_backward *)ctx;
+    ds_interp step;
+    step.n = B->ctx->base->n;
+    step.d = B->solver->d;
+    step.len = 1;
+    step.t_old = &t_old;
+    step.h = &h;
+    step.y_old = y_old;
+    step.Q = Q;
+    step.cursor = 0;
+    return ds_adjoint_quadrature(B->ctx, &step, B->nodes, B->mu, &B->nvjp);
+}
+
+void ds_backward_begin(ds_backward *B, double t_lo, double t_hi)
+{
+    B->t_lo = t_lo;
+    B->tau = t_hi;
+    B->target = t_hi;
+    B->running = 0;
+}
+
+/* Output i's jump, and backsolve's check that y still follows the forward
+ * solution there. */
+static void jump(ds_backward *B, long i)
+{
+    const int n = B->ctx->base->n;
+    const double *w = B->Wt + (size_t)i * n;
+    double *lam = B->z + B->jump_at;
+    for (int q = 0; q < n; ++q)
+        lam[q] += w[q];
+    if (B->y_ref != NULL) {
+        const double *ref = B->y_ref + (size_t)i * n;
+        for (int q = 0; q < n; ++q) {
+            const double off = fabs(B->z[q] - ref[q]) / (B->atol + B->rtol * fabs(ref[q]));
+            B->drift = isnan(off) ? INFINITY : fmax(B->drift, off);
+        }
+    }
+}
+
+int ds_backward_run(ds_backward *B, ds_output *out)
+{
+    ds_problem *pb = B->pb;
+    const int N = pb->rhs->n;
+    for (;;) {
+        if (!B->running) {
+            while (B->i_out >= 0 && B->t_eval[B->i_out] == B->tau)
+                jump(B, B->i_out--);
+            if (B->tau == B->t_lo)
+                return DS_FINISHED;
+            B->target = B->i_out >= 0 && B->sign * (B->t_eval[B->i_out] - B->t_lo) > 0
+                        ? B->t_eval[B->i_out] : B->t_lo;
+            pb->t0 = B->tau;
+            pb->t_bound = B->target;
+            pb->y0 = B->z;
+            pb->on_step = B->nodes > 0 ? gauss_on_step : NULL;
+            pb->on_step_ctx = B;
+            ds_solver_init(B->solver, pb, B->work);
+            B->running = 1;
+        }
+        const int rc = ds_run(B->solver, out);
+        if (rc == DS_NEED_SPACE || rc == DS_YIELD)
+            return rc;
+        B->nfev += B->solver->nfev;
+        B->solver->nfev = 0;
+        if (rc != DS_FINISHED)
+            return rc;
+        for (int q = 0; q < N; ++q) {
+            if (!isfinite(B->solver->y[q])) {
+                snprintf(B->solver->message, sizeof(B->solver->message),
+                         "the adjoint became non-finite.");
+                return DS_FAILED;
+            }
+        }
+        memcpy(B->z, B->solver->y, (size_t)N * sizeof(double));
+        pb->first_step = B->solver->h_abs;   /* the next solve starts there */
+        B->tau = B->target;
+        B->running = 0;
+    }
 }

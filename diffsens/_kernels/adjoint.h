@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "erk.h"
+#include "integrate.h"
 #include "rhs.h"
 
 #ifdef __cplusplus
@@ -105,6 +106,45 @@ int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
                            const double *t_eval, const double *Wt, long *i_out,
                            double sign, double *K, double *stage_y, double *kbar,
                            double *theta, double *lam, double *pbar, long *nfev);
+
+/*
+ * The continuous backward pass over one stretch [t_lo, t_hi] of the forward
+ * solution (ctx->interp covers it; backsolve needs none), run by the driver
+ * from t_hi down to t_lo.  It stops at every output t_eval[i] on the way to
+ * add that output's jump Wt[i] to lambda, and restarts the adjoint solve
+ * there (lambda is discontinuous).  With nodes > 0, mu gains the Gauss rule
+ * over each accepted backward step (the 'gauss' strategy).
+ *
+ * Resumable like ds_run: DS_NEED_SPACE and DS_YIELD hand back to the caller,
+ * who grows `out` or checks for signals and calls again.  DS_FINISHED once
+ * t_lo is reached; DS_FAILED (message in solver->message) or
+ * DS_CALLBACK_STOP otherwise.
+ */
+typedef struct ds_backward {
+    ds_problem *pb;           /* the adjoint problem; t0, t_bound, y0, first_step
+                               * and on_step are set here */
+    ds_solver *solver;
+    void *work;               /* ds_workspace_size(pb) bytes */
+    ds_adjoint_ctx *ctx;
+    double *z;                /* the backward state, pb->rhs->n */
+    int jump_at;              /* jumps add to z[jump_at .. jump_at + n) */
+    const double *t_eval;     /* outputs, in forward order */
+    const double *Wt;         /* their jumps: row i (n) for t_eval[i] */
+    long i_out;               /* outputs t_eval[0 .. i_out] not yet passed */
+    double sign;              /* +1 when the forward pass ran forward in time */
+    int nodes;                /* Gauss points per backward step; 0: none */
+    double *mu;               /* m: the parameter integral (nodes > 0) */
+    /* backsolve: y (z[0 .. n)) against the forward outputs y_ref (row i for
+     * t_eval[i]) at each jump, in units of atol + rtol |y_ref|; NULL: no check */
+    const double *y_ref;
+    double rtol, atol, drift;
+    long nfev, nvjp;          /* backward evaluations so far */
+    double t_lo, tau, target; /* the stretch, where lambda is, the next stop */
+    int running;              /* a solve towards target is under way */
+} ds_backward;
+
+void ds_backward_begin(ds_backward *B, double t_lo, double t_hi);
+int ds_backward_run(ds_backward *B, ds_output *out);
 
 #ifdef __cplusplus
 }

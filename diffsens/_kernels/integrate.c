@@ -621,6 +621,12 @@ static int record_step(ds_solver *S, ds_output *out, double h, int *terminate)
         memcpy(out->seg_y_old + (size_t)j * n, S->y_old, (size_t)n * sizeof(double));
         memcpy(out->seg_Q + (size_t)j * n * d, S->Q, (size_t)n * d * sizeof(double));
     }
+    if (pb->on_step) {
+        if ((rc = need_dense(S, &ds)))
+            return rc;
+        if (pb->on_step(pb->on_step_ctx, S->t_old, h, S->y_old, S->Q))
+            return DS_CALLBACK_STOP;
+    }
     if (pb->events) {
         if ((rc = handle_events(S, &ds, out, &t_stop, terminate)))
             return rc;

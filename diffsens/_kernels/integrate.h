@@ -83,6 +83,12 @@ typedef struct ds_problem {
     const double *t_eval;     /* in integration order, or NULL */
     long n_eval;
     const ds_events *events;  /* or NULL */
+    /* Called after each accepted step with its interpolant, y(t_old + theta h)
+     * = y_old + sum_j Q_j theta^(j+1); nonzero stops the solve
+     * (DS_CALLBACK_STOP).  NULL: none. */
+    int (*on_step)(void *ctx, double t_old, double h, const double *y_old,
+                   const double *Q);
+    void *on_step_ctx;
 } ds_problem;
 
 typedef struct ds_solver {

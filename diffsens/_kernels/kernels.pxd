@@ -142,6 +142,8 @@ cdef extern from "integrate.h":
         const double *t_eval
         long n_eval
         const ds_events *events
+        void *on_step
+        void *on_step_ctx
 
     ctypedef struct ds_solver:
         ds_problem pb
@@ -270,3 +272,25 @@ cdef extern from "adjoint.h":
                                double sign, double *K, double *stage_y, double *kbar,
                                double *theta, double *lam, double *pbar,
                                long *nfev) nogil
+
+    ctypedef struct ds_backward:
+        ds_problem *pb
+        ds_solver *solver
+        void *work
+        ds_adjoint_ctx *ctx
+        double *z
+        int jump_at
+        const double *t_eval
+        const double *Wt
+        long i_out
+        double sign
+        int nodes
+        double *mu
+        const double *y_ref
+        double rtol, atol, drift
+        long nfev, nvjp
+        double t_lo, tau, target
+        int running
+
+    void ds_backward_begin(ds_backward *B, double t_lo, double t_hi) nogil
+    int ds_backward_run(ds_backward *B, ds_output *out) nogil
