@@ -21,6 +21,8 @@ strategy         parameter integral / y(t)                   memory
                  RK solution (reverse through each step)     stretch
 ===============  ==========================================  ==================
 """
+import weakref
+
 import numpy as np
 
 from ._dual import seed, split
@@ -35,6 +37,10 @@ __all__ = ["adjoint_gradient", "gradient", "GradientResult"]
 
 STRATEGIES = ("gauss", "interpolating", "quadrature", "backsolve", "discrete")
 DEFAULT_CHECKPOINT_INTERVAL = 100
+# checkpoints=None keeps every forward step's interpolant while they fit in
+# this many bytes (the backward pass then re-runs nothing), else checkpoints
+# every DEFAULT_CHECKPOINT_INTERVAL steps
+RECORD_BYTES = 64 * 2**20
 # Forward mode while states + parameters stay below this (Ma et al. 2021:
 # forward wins up to roughly a hundred).
 FORWARD_LIMIT = 100
@@ -90,10 +96,58 @@ def _with_integrand(fun, g, n, y0, p, args):
     return augmented, np.concatenate([y0, [0.0]])
 
 
+# loss -> {(shape of Y, m): its tape as a TracedRHS, or None if it does not trace}
+_TRACED_LOSSES = weakref.WeakKeyDictionary()
+_RETRACE = object()
+
+
+def _traced_loss(loss, shape, m):
+    """``loss`` recorded as a tape with inputs Y (flattened) and p, its value
+    the first of Y.size outputs (the others zero, as the tape's outputs match
+    its inputs), or None when it does not trace.  Kept per function."""
+    try:
+        per_shape = _TRACED_LOSSES.setdefault(loss, {})
+    except TypeError:       # not weakly referable (a builtin, a bound method)
+        return None
+    key = (shape, m)
+    if per_shape.get(key, _RETRACE) is _RETRACE:
+        size = int(np.prod(shape))
+
+        def as_rhs(t, v, p):
+            return [loss(v.reshape(shape), p)] + [0.0] * (size - 1)
+
+        try:
+            per_shape[key] = trace(as_rhs, np.zeros(size), np.zeros(m))
+        except Exception:   # branches, unsupported calls: dual numbers instead
+            per_shape[key] = None
+    return per_shape[key]
+
+
 def _loss_derivatives(loss, Y, p, chunk=256):
-    """loss(Y, p) and its partial derivatives (dY (n, nt), dp (m,)) by
-    dual numbers, ``chunk`` directions at a time."""
+    """loss(Y, p) and its partial derivatives (dY (n, nt), dp (m,)).
+
+    One reverse sweep of the loss's tape when it traces (recorded on first
+    use).  The tape stands in for ``loss`` only while their values agree: a
+    loss whose closed-over data changed since it was recorded is recorded
+    again.  Otherwise dual numbers, ``chunk`` directions at a time."""
     Y = np.asarray(Y, dtype=float)
+    for attempt in range(2):
+        tape = _traced_loss(loss, Y.shape, p.shape[0])
+        if tape is None:
+            break
+        w = np.zeros(Y.size)
+        w[0] = 1.0
+        f, dY, dp = tape.vjp(0.0, Y.ravel(), p, w)
+        value = float(loss(Y, p))
+        if f[0] == value or abs(f[0] - value) <= 1e-10 * abs(value):
+            return value, dY.reshape(Y.shape), dp
+        # stale (record again), or twice unlike the function (never again)
+        _TRACED_LOSSES[loss][(Y.shape, p.shape[0])] = None if attempt else _RETRACE
+    return _dual_loss_derivatives(loss, Y, p, chunk)
+
+
+def _dual_loss_derivatives(loss, Y, p, chunk):
+    """``_loss_derivatives`` by dual numbers."""
     values = np.concatenate([Y.ravel(), p])
     total = values.size
     grads = np.zeros(total)
@@ -245,7 +299,8 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
     outputs = t_eval if t_eval is not None else np.array([tf])
     solve = _core.AdjointSolve(tableau, kernel_fun, t0, tf, z0, p, rtol, atol,
                                opt["max_step"], opt["first_step"], opt["max_steps"],
-                               outputs, interval)
+                               outputs, interval,
+                               RECORD_BYTES if checkpoints is None else 0)
     status, message = solve.forward()
     res = GradientResult(t=solve.t_out, y=solve.y_out[:n], nfev=solve.nfev_forward,
                          n_checkpoints=solve.n_checkpoints, adjoint=adjoint,

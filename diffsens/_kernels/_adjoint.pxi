@@ -34,16 +34,21 @@ cdef class AdjointSolve:
     cdef readonly Py_ssize_t n, m, interval
     cdef bint release_gil, rosenbrock
     cdef list snapshots        # (solver bytes, y, f0) at each checkpoint
+    cdef Py_ssize_t record_bytes   # keep the forward steps while they fit
+    cdef OutputBuffers recorded    # ... the forward steps' interpolants, or None
+    cdef list bounds               # stretch c is recorded steps bounds[c:c + 2]
     cdef readonly object t_out, y_out
     cdef readonly double t_final
     cdef readonly long nfev_forward, nfev_backward, n_steps
+    cdef readonly long n_steps_backward, n_rejected_backward
 
     def __cinit__(self):
         self.work = NULL
 
     def __init__(self, tableau, fun, double t0, double t_bound, cnp.ndarray y0,
                  p, cnp.ndarray rtol, cnp.ndarray atol, double max_step,
-                 double first_step, long max_steps, t_eval, long interval):
+                 double first_step, long max_steps, t_eval, long interval,
+                 Py_ssize_t record_bytes=0):
         self.method = c_tableau(tableau)
         self.rosenbrock = isinstance(self.method, CRosTableau)
         self.n = y0.shape[0]
@@ -64,6 +69,8 @@ cdef class AdjointSolve:
         self.atolc = np.ascontiguousarray(atol, dtype=np.float64)
         self.t_evalc = None if t_eval is None else np.ascontiguousarray(t_eval, dtype=np.float64)
         self.interval = interval
+        self.record_bytes = record_bytes
+        self.recorded = None
         _bind_method(&self.pb, self.method)
         self.pb.jac_rhs = &self.rhs.c if self.rosenbrock else NULL
         self.pb.rhs = &self.rhs.c
@@ -127,18 +134,37 @@ cdef class AdjointSolve:
         return rc
 
     def forward(self):
-        """Integrates y, keeping checkpoints; returns (status, message)."""
+        """Integrates y, keeping checkpoints; returns (status, message).
+
+        With ``record_bytes`` it also keeps every step's interpolant while
+        they fit, so the backward pass need not re-run the stretches."""
         cdef int d = _dense_degree(&self.pb)
         cdef Py_ssize_t points = self.t_evalc.shape[0] if self.t_evalc is not None else 64
-        cdef OutputBuffers out = OutputBuffers(self.n, d, max(points, 1), False, 0, 0)
+        cdef Py_ssize_t room = self.interval + 2
+        cdef Py_ssize_t step_bytes = 8 * (3 + self.n * (1 + d))
+        cdef bint record = self.record_bytes >= room * step_bytes
+        cdef OutputBuffers out = OutputBuffers(self.n, d, max(points, 1), record,
+                                               room if record else 0, 0)
         cdef int rc
         ds_solver_init(&self.S, &self.pb, self.work)
         self.snapshots = [self._snapshot()]
+        self.bounds = [0]
         while True:
             rc = self._run(&self.S, out, True)
             if rc != DS_YIELD:
                 break
             self.snapshots.append(self._snapshot())
+            if out.c.store_dense:
+                # room for the next stretch now, so that none grows mid-stretch
+                # (a re-run from its checkpoint must end where this one does)
+                self.bounds.append(out.c.seg_len)
+                if (out.c.seg_len + room) * step_bytes > self.record_bytes:
+                    out.c.store_dense = 0    # too long to keep: re-run instead
+                elif out.c.seg_len + room > out.c.seg_cap:
+                    out._segments(2 * out.c.seg_cap + room)
+        if out.c.store_dense:
+            self.bounds.append(out.c.seg_len)
+            self.recorded = out
         self.t_out = out.t[:out.c.len].copy()
         self.y_out = out.y[:out.c.len].T.copy()
         self.t_final = self.S.t
@@ -155,6 +181,8 @@ cdef class AdjointSolve:
     cdef OutputBuffers _segment(self, Py_ssize_t c):
         """The forward steps from checkpoint c to the next, with interpolants."""
         cdef int d = _dense_degree(&self.pb)
+        if self.recorded is not None:
+            return self._recorded_stretch(c)
         cdef OutputBuffers seg = OutputBuffers(self.n, d, self.interval + 2, True,
                                                self.interval + 2, 0)
         self._restore(self.snapshots[c])
@@ -168,6 +196,25 @@ cdef class AdjointSolve:
         if self.S.t != target:
             raise RuntimeError("re-integration from a checkpoint diverged from the "
                                "forward pass")   # a bug, not the user's doing
+        return seg
+
+    cdef OutputBuffers _recorded_stretch(self, Py_ssize_t c):
+        """The steps of stretch c as the forward pass recorded them (a view)."""
+        cdef Py_ssize_t lo = self.bounds[c], hi = self.bounds[c + 1]
+        cdef OutputBuffers rec = self.recorded
+        cdef OutputBuffers seg = OutputBuffers(self.n, rec.d, 1, False, 0, 0)
+        seg.seg_t_old = rec.seg_t_old[lo:hi]
+        seg.seg_h = rec.seg_h[lo:hi]
+        seg.seg_t_end = rec.seg_t_end[lo:hi]
+        seg.seg_y_old = rec.seg_y_old[lo:hi]
+        seg.seg_Q = rec.seg_Q[lo:hi]
+        seg.c.seg_t_old = <double *>cnp.PyArray_DATA(seg.seg_t_old)
+        seg.c.seg_h = <double *>cnp.PyArray_DATA(seg.seg_h)
+        seg.c.seg_t_end = <double *>cnp.PyArray_DATA(seg.seg_t_end)
+        seg.c.seg_y_old = <double *>cnp.PyArray_DATA(seg.seg_y_old)
+        seg.c.seg_Q = <double *>cnp.PyArray_DATA(seg.seg_Q)
+        seg.c.seg_len = seg.c.seg_cap = hi - lo
+        seg.c.store_dense = 1
         return seg
 
     def backward(self, cnp.ndarray W, str strategy, double rtol, double atol,
@@ -284,7 +331,8 @@ cdef class AdjointSolve:
         B.mu = <double *>cnp.PyArray_DATA(mu)
         B.y_ref = <const double *>cnp.PyArray_DATA(y_ref) if backsolve else NULL
         B.rtol, B.atol, B.drift = rtol, atol, 0.0
-        B.nfev = B.nvjp = 0
+        B.h_next = 0.0
+        B.nfev = B.nvjp = B.n_accepted = B.n_rejected = 0
         keep = [] if strategy == "quadrature" else None
         back = OutputBuffers(N, d, 1, keep is not None, 64, 0)
         status, message = 0, None
@@ -342,6 +390,8 @@ cdef class AdjointSolve:
         finally:
             free(B.work)
         self.nfev_backward += B.nfev + B.nvjp + nvjp
+        self.n_steps_backward = B.n_accepted
+        self.n_rejected_backward = B.n_rejected
         if backsolve:
             drift = max(B.drift, self._drift(z[:n], self.y0c, rtol, atol))
             if status == 0 and not drift <= BACKSOLVE_DRIFT:

@@ -426,13 +426,16 @@ void ds_backward_begin(ds_backward *B, double t_lo, double t_hi)
 
 /* Output i's jump, and backsolve's check that y still follows the forward
  * solution there. */
-static void jump(ds_backward *B, long i)
+static int jump(ds_backward *B, long i)
 {
     const int n = B->ctx->base->n;
     const double *w = B->Wt + (size_t)i * n;
     double *lam = B->z + B->jump_at;
-    for (int q = 0; q < n; ++q)
+    int nonzero = 0;
+    for (int q = 0; q < n; ++q) {
         lam[q] += w[q];
+        nonzero |= w[q] != 0.0;
+    }
     if (B->y_ref != NULL) {
         const double *ref = B->y_ref + (size_t)i * n;
         for (int q = 0; q < n; ++q) {
@@ -440,6 +443,7 @@ static void jump(ds_backward *B, long i)
             B->drift = isnan(off) ? INFINITY : fmax(B->drift, off);
         }
     }
+    return nonzero;
 }
 
 int ds_backward_run(ds_backward *B, ds_output *out)
@@ -448,8 +452,9 @@ int ds_backward_run(ds_backward *B, ds_output *out)
     const int N = pb->rhs->n;
     for (;;) {
         if (!B->running) {
+            int jumped = 0;
             while (B->i_out >= 0 && B->t_eval[B->i_out] == B->tau)
-                jump(B, B->i_out--);
+                jumped |= jump(B, B->i_out--);
             if (B->tau == B->t_lo)
                 return DS_FINISHED;
             B->target = B->i_out >= 0 && B->sign * (B->t_eval[B->i_out] - B->t_lo) > 0
@@ -457,6 +462,9 @@ int ds_backward_run(ds_backward *B, ds_output *out)
             pb->t0 = B->tau;
             pb->t_bound = B->target;
             pb->y0 = B->z;
+            /* a jump starts a fast transient of lambda on stiff problems: the
+             * automatic first step; else go on with the step size reached */
+            pb->first_step = jumped ? 0.0 : B->h_next;
             pb->on_step = B->nodes > 0 ? gauss_on_step : NULL;
             pb->on_step_ctx = B;
             ds_solver_init(B->solver, pb, B->work);
@@ -466,7 +474,9 @@ int ds_backward_run(ds_backward *B, ds_output *out)
         if (rc == DS_NEED_SPACE || rc == DS_YIELD)
             return rc;
         B->nfev += B->solver->nfev;
-        B->solver->nfev = 0;
+        B->n_accepted += B->solver->n_accepted;
+        B->n_rejected += B->solver->n_rejected;
+        B->solver->nfev = B->solver->n_accepted = B->solver->n_rejected = 0;
         if (rc != DS_FINISHED)
             return rc;
         for (int q = 0; q < N; ++q) {
@@ -477,7 +487,7 @@ int ds_backward_run(ds_backward *B, ds_output *out)
             }
         }
         memcpy(B->z, B->solver->y, (size_t)N * sizeof(double));
-        pb->first_step = B->solver->h_abs;   /* the next solve starts there */
+        B->h_next = B->solver->h_abs;
         B->tau = B->target;
         B->running = 0;
     }

@@ -139,7 +139,9 @@ typedef struct ds_backward {
     const double *y_ref;
     double rtol, atol, drift;
     long nfev, nvjp;          /* backward evaluations so far */
+    long n_accepted, n_rejected;  /* backward steps so far */
     double t_lo, tau, target; /* the stretch, where lambda is, the next stop */
+    double h_next;            /* the step size the last solve reached; 0: none */
     int running;              /* a solve towards target is under way */
 } ds_backward;
 

@@ -289,7 +289,9 @@ cdef extern from "adjoint.h":
         const double *y_ref
         double rtol, atol, drift
         long nfev, nvjp
+        long n_accepted, n_rejected
         double t_lo, tau, target
+        double h_next
         int running
 
     void ds_backward_begin(ds_backward *B, double t_lo, double t_hi) nogil
