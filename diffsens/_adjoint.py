@@ -185,12 +185,12 @@ def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
         raise ValueError("`t_span` must hold finite `t0` and `tf`.")
     p = _validated_parameters(p)
     y0 = np.asarray(y0)
-    if np.iscomplexobj(y0):
+    if y0.dtype.kind == "c":
         raise ValueError("`y0` must be real for gradients.")
     y0 = np.asarray(y0, dtype=float)
     if y0.ndim != 1:
         raise ValueError("`y0` must be 1-dimensional.")
-    if not np.isfinite(y0).all():
+    if not _core.all_finite(y0):
         raise ValueError("All components of the initial state `y0` must be finite.")
     if (dgdy is not None or loss is not None) and t_eval is None:
         raise ValueError(f"`{given[0]}` is a function of the outputs: pass `t_eval`.")

@@ -141,11 +141,15 @@ cdef class AdjointSolve:
         cdef int d = _dense_degree(&self.pb)
         cdef Py_ssize_t points = self.t_evalc.shape[0] if self.t_evalc is not None else 64
         cdef Py_ssize_t room = self.interval + 2
-        cdef Py_ssize_t step_bytes = 8 * (3 + self.n * (1 + d))
+        cdef Py_ssize_t stage_width = (0 if self.rosenbrock else
+                                       ds_erk_stage_count(self.pb.erk) * self.n)
+        cdef Py_ssize_t step_bytes = 8 * (3 + self.n * (1 + d) + stage_width)
         cdef bint record = self.record_bytes >= room * step_bytes
         cdef OutputBuffers out = OutputBuffers(self.n, d, max(points, 1), record,
                                                room if record else 0, 0)
         cdef int rc
+        if record and stage_width:   # the discrete adjoint then recomputes none
+            out.keep_stages(stage_width)
         ds_solver_init(&self.S, &self.pb, self.work)
         self.snapshots = [self._snapshot()]
         self.bounds = [0]
@@ -208,6 +212,9 @@ cdef class AdjointSolve:
         seg.seg_t_end = rec.seg_t_end[lo:hi]
         seg.seg_y_old = rec.seg_y_old[lo:hi]
         seg.seg_Q = rec.seg_Q[lo:hi]
+        if rec.seg_K is not None:
+            seg.seg_K = rec.seg_K[lo:hi]
+            seg.c.seg_K = <double *>cnp.PyArray_DATA(seg.seg_K)
         seg.c.seg_t_old = <double *>cnp.PyArray_DATA(seg.seg_t_old)
         seg.c.seg_h = <double *>cnp.PyArray_DATA(seg.seg_h)
         seg.c.seg_t_end = <double *>cnp.PyArray_DATA(seg.seg_t_end)
@@ -458,7 +465,7 @@ cdef int _stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
     """ds_erk_stretch_adjoint over a re-run stretch; b: t_eval, Wt, K, stage_y,
     kbar, theta, lam, pbar."""
     return ds_erk_stretch_adjoint(tab, ctx, seg.seg_len, seg.seg_t_old, seg.seg_h,
-                                  seg.seg_t_end, seg.seg_y_old, b[0], b[1], i_out,
+                                  seg.seg_t_end, seg.seg_y_old, seg.seg_K, b[0], b[1], i_out,
                                   sign, b[2], b[3], b[4], b[5], b[6], b[7], nfev)
 
 

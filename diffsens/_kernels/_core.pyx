@@ -649,8 +649,9 @@ LAPACK.dgetrs = dgetrs
 cdef class OutputBuffers:
     cdef ds_output c
     cdef Py_ssize_t n, d
+    cdef Py_ssize_t stage_width   # doubles of stages kept per step (0: none)
     cdef public cnp.ndarray t, y
-    cdef public cnp.ndarray seg_t_old, seg_h, seg_t_end, seg_y_old, seg_Q
+    cdef public cnp.ndarray seg_t_old, seg_h, seg_t_end, seg_y_old, seg_Q, seg_K
     cdef public cnp.ndarray ev_which, ev_t, ev_y
 
     def __cinit__(self, Py_ssize_t n, Py_ssize_t d, Py_ssize_t points,
@@ -659,6 +660,8 @@ cdef class OutputBuffers:
         self.d = d
         self.c.store_dense = store_dense
         self.c.len = self.c.seg_len = self.c.ev_len = 0
+        self.c.seg_K = NULL
+        self.stage_width = 0
         self._points(points)
         # the C side never touches these buffers at zero capacity: skip them
         if store_dense:
@@ -684,7 +687,15 @@ cdef class OutputBuffers:
         self.c.seg_t_end = <double *>cnp.PyArray_DATA(self.seg_t_end)
         self.c.seg_y_old = <double *>cnp.PyArray_DATA(self.seg_y_old)
         self.c.seg_Q = <double *>cnp.PyArray_DATA(self.seg_Q)
+        if self.stage_width:
+            self.seg_K = grow(self.seg_K, cap, self.stage_width)
+            self.c.seg_K = <double *>cnp.PyArray_DATA(self.seg_K)
         self.c.seg_cap = cap
+
+    cdef void keep_stages(self, Py_ssize_t width):
+        """Keep each step's stages too (explicit RK; `width` doubles a step)."""
+        self.stage_width = width
+        self._segments(self.c.seg_cap)
 
     cdef void _events(self, Py_ssize_t cap):
         self.ev_which = grow(self.ev_which, cap, None, np.intc)

@@ -264,7 +264,8 @@ int ds_adjoint_quadrature(ds_adjoint_ctx *c, ds_interp *lam, int nodes,
 }
 
 int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
-                        double t, const double *y, double h, double *K,
+                        double t, const double *y, double h, const double *K_known,
+                        double *K,
                         double *stage_y, double *kbar, int n_out,
                         const double *theta, const double *w, double *lam,
                         double *pbar, long *nfev)
@@ -283,6 +284,8 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
 
     /* forward: the stages and their arguments, as ds_erk_step computes them */
     const int stages = need_last ? width : s;
+    /* known stages: only their arguments are needed */
+    const double *Ks = K_known != NULL ? K_known : K;
     for (int i = 0; i < stages; ++i) {
         double *Yi = stage_y + (size_t)i * n;
         double ci;
@@ -290,15 +293,17 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
             memcpy(Yi, y, (size_t)n * sizeof(double));
             ci = 0.0;
         } else if (i < s) {
-            ds_erk_combine(n, y, h, tab->A + (size_t)i * s, i, K, Yi);
+            ds_erk_combine(n, y, h, tab->A + (size_t)i * s, i, Ks, Yi);
             ci = tab->c[i];
         } else if (i == s) {
-            ds_erk_combine(n, y, h, tab->b, s, K, Yi);
+            ds_erk_combine(n, y, h, tab->b, s, Ks, Yi);
             ci = 1.0;
         } else {
-            ds_erk_combine(n, y, h, tab->A_extra + (size_t)(i - s - 1) * width, i, K, Yi);
+            ds_erk_combine(n, y, h, tab->A_extra + (size_t)(i - s - 1) * width, i, Ks, Yi);
             ci = tab->c_extra[i - s - 1];
         }
+        if (K_known != NULL)
+            continue;
         ++*nfev;
         if ((rc = b->f(b->ctx, t + ci * h, Yi, c->p, K + (size_t)i * n)))
             return rc;
@@ -371,11 +376,13 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
 int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
                            long len, const double *t_old, const double *h,
                            const double *t_end, const double *y_old,
-                           const double *t_eval, const double *Wt, long *i_out,
+                           const double *K_known, const double *t_eval,
+                           const double *Wt, long *i_out,
                            double sign, double *K, double *stage_y, double *kbar,
                            double *theta, double *lam, double *pbar, long *nfev)
 {
     const int n = ctx->base->n;
+    const size_t width = (size_t)ds_erk_stage_count(tab) * n;
     long i = *i_out;
     for (long j = len - 1; j >= 0; --j) {
         for (; i >= 0 && t_eval[i] == t_end[j]; --i)
@@ -388,7 +395,7 @@ int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
         for (long e = lo; e < hi; ++e)
             theta[e - lo] = (t_eval[e] - t_old[j]) / h[j];
         int rc = ds_erk_step_adjoint(tab, ctx, t_old[j], y_old + (size_t)j * n, h[j],
-                                     K, stage_y, kbar, (int)(hi - lo), theta,
+                                     K_known ? K_known + j * width : NULL, K, stage_y, kbar, (int)(hi - lo), theta,
                                      Wt + (size_t)lo * n, lam, pbar, nfev);
         if (rc) {
             *i_out = i;

@@ -84,17 +84,19 @@ int ds_adjoint_quadrature(ds_adjoint_ctx *ctx, ds_interp *lam, int nodes,
  * the n_out outputs at theta[e] in [0, 1) of the step adds w[e * n ..] to
  * the derivative of y(t + theta h).  pbar (m) accumulates dL/dp; kbar (stage
  * count * n) is scratch.  The step size is held fixed, as forward-mode dual
- * numbers hold it.
+ * numbers hold it.  K_known (stage count * n; may be NULL) holds the
+ * step's stages as the forward pass computed them: then none is recomputed.
  */
 int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
-                        double t, const double *y, double h, double *K,
+                        double t, const double *y, double h, const double *K_known,
+                        double *K,
                         double *stage_y, double *kbar, int n_out,
                         const double *theta, const double *w, double *lam,
                         double *pbar, long *nfev);
 
 /*
  * ds_erk_step_adjoint over a stretch of stored steps (t_old, h, t_end,
- * y_old: len entries), last step first.  Outputs t_eval[0 .. *i_out] not yet
+ * y_old: len entries; K_known: their stages, or NULL), last step first.  Outputs t_eval[0 .. *i_out] not yet
  * taken, with weights Wt (n_eval x n, row i for t_eval[i]), are consumed from
  * *i_out downward as the stretch covers them: those at a step's end jump
  * lam, those inside it enter the step's adjoint.  sign: +1 when the forward
@@ -103,7 +105,7 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
 int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
                            long len, const double *t_old, const double *h,
                            const double *t_end, const double *y_old,
-                           const double *t_eval, const double *Wt, long *i_out,
+                           const double *K_known, const double *t_eval, const double *Wt, long *i_out,
                            double sign, double *K, double *stage_y, double *kbar,
                            double *theta, double *lam, double *pbar, long *nfev);
 

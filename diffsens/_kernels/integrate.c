@@ -620,6 +620,10 @@ static int record_step(ds_solver *S, ds_output *out, double h, int *terminate)
         out->seg_t_end[j] = S->t;
         memcpy(out->seg_y_old + (size_t)j * n, S->y_old, (size_t)n * sizeof(double));
         memcpy(out->seg_Q + (size_t)j * n * d, S->Q, (size_t)n * d * sizeof(double));
+        if (out->seg_K != NULL && pb->erk) {
+            const size_t width = (size_t)ds_erk_stage_count(pb->erk) * n;
+            memcpy(out->seg_K + j * width, S->K, width * sizeof(double));
+        }
     }
     if (pb->on_step) {
         if ((rc = need_dense(S, &ds)))

@@ -48,6 +48,8 @@ typedef struct ds_output {
     int store_dense;
     double *seg_t_old, *seg_h, *seg_t_end;  /* seg_cap each */
     double *seg_y_old, *seg_Q;              /* seg_cap * n, seg_cap * n * d */
+    double *seg_K;            /* explicit RK: each step's stages (seg_cap *
+                               * (s + 1 + r) * n), or NULL: not kept */
     long seg_len, seg_cap;
     /* event occurrences, in the order found */
     int *ev_which;

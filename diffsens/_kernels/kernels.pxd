@@ -108,6 +108,7 @@ cdef extern from "integrate.h":
         double *seg_t_end
         double *seg_y_old
         double *seg_Q
+        double *seg_K
         long seg_len
         long seg_cap
         int *ev_which
@@ -261,14 +262,15 @@ cdef extern from "adjoint.h":
     int ds_adjoint_quadrature(ds_adjoint_ctx *ctx, ds_interp *lam, int nodes,
                               double *mu, long *nvjp) nogil
     int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
-                            double t, const double *y, double h, double *K,
-                            double *stage_y, double *kbar, int n_out,
+                            double t, const double *y, double h,
+                            const double *K_known, double *K, double *stage_y, double *kbar, int n_out,
                             const double *theta, const double *w, double *lam,
                             double *pbar, long *nfev) nogil
     int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
                                long len, const double *t_old, const double *h,
                                const double *t_end, const double *y_old,
-                               const double *t_eval, const double *Wt, long *i_out,
+                               const double *K_known, const double *t_eval,
+                               const double *Wt, long *i_out,
                                double sign, double *K, double *stage_y, double *kbar,
                                double *theta, double *lam, double *pbar,
                                long *nfev) nogil

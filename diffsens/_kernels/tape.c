@@ -324,6 +324,92 @@ DS_INLINE void forward_block(const ds_tape *tape, const block *Bp, const double 
     }
 }
 
+/* The reverse sweep over one block of a common op: adj[operands] +=
+ * partials * g, g = gout[i] (the block's own adjoints).  Returns 0 for the
+ * other ops, which the caller sweeps through op_eval. */
+DS_INLINE int reverse_block(const ds_tape *tape, const block *Bp, const double *v,
+                            const double *gout, double *adj)
+{
+    const block B = *Bp;
+    const int32_t *a = B.a, *b = B.b;
+    switch (B.code) {
+    case DS_OP_ADD:
+        for (int i = B.count - 1; i >= 0; --i) {
+            adj[a[i]] += gout[i];
+            adj[b[i]] += gout[i];
+        }
+        return 1;
+    case DS_OP_SUB:
+        for (int i = B.count - 1; i >= 0; --i) {
+            adj[a[i]] += gout[i];
+            adj[b[i]] -= gout[i];
+        }
+        return 1;
+    case DS_OP_MUL:
+        for (int i = B.count - 1; i >= 0; --i) {
+            const double g = gout[i], va = v[a[i]], vb = v[b[i]];
+            if (g == 0.0)   /* no 0 * inf from an unused infinite operand */
+                continue;
+            adj[a[i]] += vb * g;
+            adj[b[i]] += va * g;
+        }
+        return 1;
+    case DS_OP_NEG:
+        for (int i = B.count - 1; i >= 0; --i)
+            adj[a[i]] -= gout[i];
+        return 1;
+    case DS_OP_SQUARE:
+        for (int i = B.count - 1; i >= 0; --i)
+            if (gout[i] != 0.0)
+                adj[a[i]] += 2.0 * v[a[i]] * gout[i];
+        return 1;
+    case DS_OP_LINCOMB:
+        for (int i = B.count - 1; i >= 0; --i) {
+            const double g = gout[i];
+            for (int j = a[i]; j < a[i + 1]; ++j)
+                adj[tape->lc_slot[j]] += tape->lc_weight[j] * g;
+        }
+        return 1;
+    case DS_OP_SUM:
+        for (int i = B.count - 1; i >= 0; --i) {
+            const double g = gout[i];
+            for (int j = a[2 * i]; j < a[2 * i + 1]; ++j)
+                adj[tape->lc_slot[j]] += g;
+            for (int j = a[2 * i + 1]; j < a[2 * i + 2]; ++j)
+                adj[tape->lc_slot[j]] -= g;
+        }
+        return 1;
+    case DS_OP_PROD:
+        for (int i = B.count - 1; i >= 0; --i) {
+            const int32_t *f = tape->lc_slot + a[i];
+            const double g = gout[i];
+            if (g == 0.0)
+                continue;
+            if (a[i + 1] - a[i] == 3) {   /* k y_a y_b */
+                const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
+                adj[f[0]] += x1 * x2 * g;
+                adj[f[1]] += x0 * x2 * g;
+                adj[f[2]] += x0 * x1 * g;
+                continue;
+            }
+            /* d/dx_k = the product of the others, without dividing */
+            const int nf = a[i + 1] - a[i];
+            double suffix[DS_PROD_MAX + 1];
+            suffix[nf] = 1.0;
+            for (int k = nf - 1; k >= 0; --k)
+                suffix[k] = suffix[k + 1] * v[f[k]];
+            double prefix = g;
+            for (int k = 0; k < nf; ++k) {
+                adj[f[k]] += prefix * suffix[k + 1];
+                prefix *= v[f[k]];
+            }
+        }
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* All slot values (the reverse sweep reads them back). */
 static void forward_values(const ds_tape *tape, double *v)
 {
@@ -528,13 +614,16 @@ void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
     jvp(tape, scratch, t, y, p, k, yd, pd, dy, dyd, 0);
 }
 
-void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
-                 const double *y, const double *p, const double *w,
-                 double *dy, double *wy, double *wp)
+/* The reverse sweep; with_p / with_consts: load those slots (a solve's
+ * scratch keeps them, as for the value). */
+static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
+                      const double *y, const double *p, const double *w,
+                      double *dy, double *wy, double *wp, int with_p,
+                      int with_consts)
 {
     const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
     double *v = scratch, *adj = scratch + slots;
-    load_inputs(tape, v, t, y, p, 1, 1);
+    load_inputs(tape, v, t, y, p, with_p, with_consts);
     forward_values(tape, v);
     gather_outputs(tape, v, dy);
     memset(adj, 0, (size_t)slots * sizeof(double));
@@ -545,6 +634,8 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
     for (int bi = tape->n_blocks - 1; bi >= 0; --bi) {
         const block B = decode(tape, bi);
         slot -= B.count;
+        if (reverse_block(tape, &B, v, adj + slot, adj))
+            continue;
         if (is_list_op(B.code)) {
             for (int i = B.count - 1; i >= 0; --i) {
                 const double g = adj[slot + i];
@@ -581,6 +672,13 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
         memcpy(wp, adj + 1 + n, (size_t)m * sizeof(double));
 }
 
+void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
+                 const double *y, const double *p, const double *w,
+                 double *dy, double *wy, double *wp)
+{
+    vjp_sweep(tape, scratch, t, y, p, w, dy, wy, wp, 1, 1);
+}
+
 /* ---- the ds_rhs vtable over a tape ---- */
 
 static int tape_f(void *ctx, double t, const double *y, const double *p,
@@ -613,7 +711,7 @@ static int tape_vjp(void *ctx, double t, const double *y, const double *p,
                     const double *w, double *dy, double *wy, double *wp)
 {
     ds_tape_ctx *c = (ds_tape_ctx *)ctx;
-    ds_tape_vjp(c->tape, c->scratch, t, y, p, w, dy, wy, wp);
+    vjp_sweep(c->tape, c->scratch, t, y, p, w, dy, wy, wp, p != c->p_loaded, 0);
     c->p_loaded = p;
     /* the adjoint lanes overwrote the jvp lanes: no jvp may reuse them (a
      * NULL pd is a valid seed, so the lane count is what marks it) */
