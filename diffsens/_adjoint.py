@@ -19,9 +19,22 @@ strategy         parameter integral / y(t)                   memory
                  with it                                     stiff problems
 'discrete'       exact derivative of the discrete explicit   checkpoints + one
                  RK solution (reverse through each step)     stretch
+'reversible'     exact derivative of McCallum & Foster's     O(1) states +
+                 reversible solver's solution; y(t) rebuilt  O(steps) step
+                 backward in closed form                     times; non-stiff
 ===============  ==========================================  ==================
+
+``'reversible'`` (McCallum & Foster 2024, diffrax's ``Reversible``) solves
+with a different, algebraically reversible scheme around the explicit
+method: a pair ``(y, z)``, ``z0 = y0``, coupled by ``reversible_coupling``
+(lambda, default 0.999), advanced by ``y' = lambda y + (1 - lambda) z +
+Psi_h(t, z)`` and ``z' = z - Psi_-h(t + h, y')`` (``Psi_h``: one step's
+increment).  Steps land on every ``t_eval`` point (outputs are steps, not
+interpolants).  Each step costs two base steps forward and about four
+backward; ``checkpoints`` is ignored.  See reversible.h.
 """
 import weakref
+import warnings
 
 import numpy as np
 
@@ -35,7 +48,9 @@ from ._sens import _positive_int, _validated_parameters, solve_ivp_sens
 
 __all__ = ["adjoint_gradient", "gradient", "GradientResult"]
 
-STRATEGIES = ("gauss", "interpolating", "quadrature", "backsolve", "discrete")
+STRATEGIES = ("gauss", "interpolating", "quadrature", "backsolve", "discrete",
+              "reversible")
+DEFAULT_COUPLING = 0.999   # McCallum & Foster's (and diffrax's) lambda
 DEFAULT_CHECKPOINT_INTERVAL = 100
 # checkpoints=None keeps every forward step's interpolant while they fit in
 # this many bytes (the backward pass then re-runs nothing), else checkpoints
@@ -45,7 +60,7 @@ RECORD_BYTES = 64 * 2**20
 # forward wins up to roughly a hundred).
 FORWARD_LIMIT = 100
 _OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
-            "adjoint_rtol", "adjoint_atol", "quadrature_nodes"}
+            "adjoint_rtol", "adjoint_atol", "quadrature_nodes", "reversible_coupling"}
 
 
 class GradientResult(OdeResult):
@@ -178,6 +193,10 @@ def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
     if adjoint == "discrete" and method in ROSENBROCK_METHODS:
         raise ValueError("adjoint='discrete' differentiates an explicit Runge-Kutta "
                          "solution; with a Rosenbrock method use adjoint='gauss'.")
+    if adjoint == "reversible" and method in ROSENBROCK_METHODS:
+        raise ValueError("adjoint='reversible' wraps an explicit Runge-Kutta method "
+                         f"('Tsit5', 'RK45', 'DOP853', 'Vern7', 'RK23'), not {method!r}; "
+                         "with a Rosenbrock method use adjoint='gauss'.")
     if checkpoints is not None:
         checkpoints = _positive_int(checkpoints, "checkpoints")
     t0, tf = map(float, t_span)
@@ -236,18 +255,26 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
         'RK23') or a Rosenbrock one ('Rosenbrock23', 'Rodas4', 'Rodas5P'),
         which then integrates the adjoint too (stiff-safe).
     adjoint : str
-        'gauss' (default), 'interpolating', 'quadrature', 'backsolve' or
-        'discrete'; see the module notes and the docs page "Adjoints".
+        'gauss' (default), 'interpolating', 'quadrature', 'backsolve',
+        'discrete' or 'reversible'; see the module notes and the docs page
+        "Adjoints".  'reversible' solves with McCallum & Foster's reversible
+        scheme around the explicit ``method`` (not a Rosenbrock one) and
+        returns the exact gradient of that discrete solution, in O(1) states
+        of memory plus the step times; non-stiff problems only.
     checkpoints : int, optional
         Forward steps between checkpoints (default 100).  Memory is
-        O(steps / checkpoints + checkpoints).
+        O(steps / checkpoints + checkpoints).  Ignored by 'reversible'.
     args : tuple
         Extra arguments of ``fun`` after ``p``.
     **options
         ``rtol``, ``atol``, ``max_step``, ``first_step``, ``max_steps`` as
         for `solve_ivp`; ``adjoint_rtol``/``adjoint_atol`` for the backward
         pass (default: the forward ones); ``quadrature_nodes`` (Gauss points
-        per backward step, default from the method's order).
+        per backward step, default from the method's order);
+        ``reversible_coupling`` (lambda in (0, 1] of adjoint='reversible',
+        default 0.999: smaller damps the forward drift between the pair,
+        closer to 1 keeps the backward rebuild stable, whose round-off grows
+        like lambda**-steps).
 
     Returns
     -------
@@ -272,6 +299,7 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
     adjoint_rtol = options.pop("adjoint_rtol", None)
     adjoint_atol = options.pop("adjoint_atol", None)
     nodes = options.pop("quadrature_nodes", None)
+    coupling = _validated_coupling(options.pop("reversible_coupling", None), adjoint)
 
     system, z0 = fun, y0
     if g is not None:
@@ -286,7 +314,7 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
     N = z0.shape[0]
     kernel_fun = _kernel_fun(system, N, m, p, args)
     opt = native_options(options, N, t0, tf, known=_OPTIONS - {
-        "adjoint_rtol", "adjoint_atol", "quadrature_nodes"})
+        "adjoint_rtol", "adjoint_atol", "quadrature_nodes", "reversible_coupling"})
     rtol, atol = opt["rtol"], opt["atol"]
     a_rtol = float(np.min(rtol)) if adjoint_rtol is None else float(adjoint_rtol)
     a_atol = float(np.min(atol)) if adjoint_atol is None else float(adjoint_atol)
@@ -297,37 +325,67 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
 
     # without outputs, one at tf keeps the forward pass's buffers fixed
     outputs = t_eval if t_eval is not None else np.array([tf])
+    if adjoint == "reversible":
+        solve = _core.ReversibleSolve(tableau, kernel_fun, t0, tf, z0, p, rtol, atol,
+                                      opt["max_step"], opt["first_step"],
+                                      opt["max_steps"], outputs, coupling)
+        return _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, 0,
+                            lambda W: solve.backward(W))
     solve = _core.AdjointSolve(tableau, kernel_fun, t0, tf, z0, p, rtol, atol,
                                opt["max_step"], opt["first_step"], opt["max_steps"],
                                outputs, interval,
                                RECORD_BYTES if checkpoints is None else 0)
+    return _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, None,
+                        lambda W: solve.backward(W, adjoint, a_rtol, a_atol, int(nodes)))
+
+
+def _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, n_checkpoints, backward):
+    """The forward pass, the loss's jumps of lambda, the backward pass
+    (``backward(W)`` -> grad_p, lambda(t0), status, message)."""
     status, message = solve.forward()
     res = GradientResult(t=solve.t_out, y=solve.y_out[:n], nfev=solve.nfev_forward,
-                         n_checkpoints=solve.n_checkpoints, adjoint=adjoint,
-                         status=status, message=message, success=status == 0,
-                         value=None, grad_p=np.full(m, np.nan), grad_y0=np.full(n, np.nan),
-                         nfev_adjoint=0, n_steps=solve.n_steps)
+                         n_checkpoints=(solve.n_checkpoints if n_checkpoints is None
+                                        else n_checkpoints),
+                         adjoint=adjoint, status=status, message=message,
+                         success=status == 0, value=None, grad_p=np.full(m, np.nan),
+                         grad_y0=np.full(n, np.nan), nfev_adjoint=0, n_steps=solve.n_steps)
     if status != 0:
         return res
-
     grad_p_direct = np.zeros(m)
     if dgdy is not None:
         W = dgdy
     elif loss is not None:
         res.value, W, grad_p_direct = _loss_derivatives(loss, solve.y_out, p)
-    else:
+    else:   # g: the integral is the last state's final value
         res.value = float(solve.y_out[n, -1])
         W = np.zeros((N, 1))
         W[n, 0] = 1.0
-    grad_p, lam, status, message = solve.backward(np.asarray(W, dtype=float), adjoint,
-                                                  a_rtol, a_atol, int(nodes))
-    res.status, res.message, res.success = status, message or res.message, status == 0
+    grad_p, lam, status, message = backward(np.asarray(W, dtype=float))
+    res.status, res.success = status, status == 0
+    if status != 0:
+        res.message = message
     res.nfev_adjoint = solve.nfev_backward
     res.grad_p = np.asarray(grad_p) + grad_p_direct
     res.grad_y0 = np.asarray(lam)[:n]
-    if status != 0:
-        res.message = message
     return res
+
+
+def _validated_coupling(value, adjoint):
+    if value is None:
+        return DEFAULT_COUPLING
+    if adjoint != "reversible":
+        warnings.warn("`reversible_coupling` has no effect unless adjoint='reversible'.",
+                      stacklevel=3)
+    try:
+        coupling = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`reversible_coupling` must be a number in (0, 1], "
+                         f"got {value!r}.") from None
+    if isinstance(value, bool) or not (np.isfinite(coupling) and 0.0 < coupling <= 1.0):
+        raise ValueError(f"`reversible_coupling` must be a number in (0, 1] (lambda of "
+                         f"McCallum & Foster's coupling; default {DEFAULT_COUPLING}), "
+                         f"got {value!r}.")
+    return coupling
 
 
 def gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss=None,

@@ -939,3 +939,4 @@ def solve(tableau, fun, double t0, double t_bound,
 
 
 include "_adjoint.pxi"
+include "_reversible.pxi"

@@ -298,3 +298,54 @@ cdef extern from "adjoint.h":
 
     void ds_backward_begin(ds_backward *B, double t_lo, double t_hi) nogil
     int ds_backward_run(ds_backward *B, ds_output *out) nogil
+
+cdef extern from "reversible.h":
+    ctypedef struct ds_reversible_problem:
+        const ds_erk_tableau *erk
+        const ds_rhs *rhs
+        const double *p
+        double t0
+        double t_bound
+        const double *y0
+        const double *rtol
+        int rtol_len
+        const double *atol
+        int atol_len
+        double max_step
+        double first_step
+        long max_steps
+        double coupling
+        const double *t_eval
+        long n_eval
+        const double *t_fixed
+        long n_fixed
+        long yield_every
+
+    ctypedef struct ds_reversible:
+        ds_reversible_problem pb
+        int n
+        int m
+        double t
+        double *y
+        double *z
+        double *ybar
+        double *zbar
+        long nfev
+        long nfev_back
+        long n_accepted
+        long n_rejected
+        char message[320]
+
+    ctypedef struct ds_reversible_out:
+        double *ts
+        long ts_len
+        long ts_cap
+        double *y_eval
+
+    size_t ds_reversible_scratch(int n, int m, int stages) nogil
+    void ds_reversible_init(ds_reversible *R, const ds_reversible_problem *pb,
+                            double *work) nogil
+    int ds_reversible_forward(ds_reversible *R, ds_reversible_out *out) nogil
+    void ds_reversible_backward_init(ds_reversible *R, long ts_len, long n_eval) nogil
+    int ds_reversible_backward(ds_reversible *R, const double *ts, const double *Wt,
+                               double *pbar) nogil
