@@ -262,8 +262,11 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
         returns the exact gradient of that discrete solution, in O(1) states
         of memory plus the step times; non-stiff problems only.
     checkpoints : int, optional
-        Forward steps between checkpoints (default 100).  Memory is
-        O(steps / checkpoints + checkpoints).  Ignored by 'reversible'.
+        Forward steps between checkpoints.  Memory is
+        O(steps / checkpoints + checkpoints).  None (default): every forward
+        step is kept while they fit in ``RECORD_BYTES`` (64 MB), so the
+        backward pass re-integrates nothing; past that, a checkpoint every
+        100 steps.  Ignored by 'reversible'.
     args : tuple
         Extra arguments of ``fun`` after ``p``.
     **options

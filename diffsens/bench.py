@@ -407,22 +407,28 @@ def _lv_adjoint_cases(lv, adjoint_gradient):
     kwargs = dict(t_eval=lv.t_eval, loss=_sum_of_squares, method="Tsit5",
                   rtol=1e-6, atol=1e-8)
 
-    def ours():
-        return _per_component(_succeeded(adjoint_gradient(rhs, lv.t_span, lv.y0, lv.p,
-                                                          **kwargs)).grad_p)
+    def ours(adjoint):
+        return lambda: _per_component(_succeeded(adjoint_gradient(
+            rhs, lv.t_span, lv.y0, lv.p, adjoint=adjoint, **kwargs)).grad_p)
 
     def forward():
         res = solve_ivp_sens(rhs, lv.t_span, lv.y0, lv.p, method="Tsit5",
                              t_eval=lv.t_eval, rtol=1e-6, atol=1e-8)
         return _per_component(_chain_rule(res, 2 * res.y))
 
-    label = "lv dL/dp Tsit5 adjoint traced"
-    cases = [Case(label, ours, forward, "diffsens forward dual", reference)]
+    # 'discrete' differentiates the discrete solution, as diffrax's
+    # RecursiveCheckpointAdjoint does; 'gauss' (the default) is the
+    # continuous adjoint
     grad = diffrax_grad(lv, diffrax_lotka_volterra, "Tsit5", 1e-6, 1e-8,
                         lambda ys: (ys * ys).sum())
-    if grad is not None:
-        cases.append(Case(label, ours, lambda: _per_component(grad()),
-                          "jax.grad Tsit5 (jit)", reference))
+    cases = []
+    for adjoint in ("discrete", "gauss"):
+        label = f"lv dL/dp Tsit5 adjoint={adjoint} traced"
+        cases.append(Case(label, ours(adjoint), forward, "diffsens forward dual",
+                          reference))
+        if grad is not None:
+            cases.append(Case(label, ours(adjoint), lambda: _per_component(grad()),
+                              "jax.grad Tsit5 (jit)", reference))
     return cases
 
 

@@ -50,7 +50,8 @@ def _sum_of_y1(Y, p):
 
 class AdjointLotkaVolterra:
     """LV, 101 outputs, L = sum of y**2, Tsit5 at rtol 1e-6, atol 1e-8."""
-    params = (["gauss", "interpolating", "quadrature", "backsolve", "discrete"],
+    params = (["gauss", "interpolating", "quadrature", "backsolve", "discrete",
+               "reversible"],
               ["traced", "python"])
     param_names = ["adjoint", "rhs"]
 

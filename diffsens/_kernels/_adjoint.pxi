@@ -94,6 +94,8 @@ cdef class AdjointSolve:
         self.pb.events = NULL
         self.pb.on_step = NULL
         self.pb.on_step_ctx = NULL
+        self.pb.tstops = NULL
+        self.pb.n_tstops = 0
         self.work = malloc(ds_workspace_size(&self.pb))
         if self.work == NULL:
             raise MemoryError()
@@ -317,6 +319,8 @@ cdef class AdjointSolve:
         apb.events = NULL
         apb.on_step = NULL
         apb.on_step_ctx = NULL
+        apb.tstops = NULL
+        apb.n_tstops = 0
 
         t_eval, Wc = self._jumps(W)
         Wt = np.ascontiguousarray(Wc.T)

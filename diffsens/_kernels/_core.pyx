@@ -877,6 +877,8 @@ def solve(tableau, fun, double t0, double t_bound,
     pb.events = NULL if ev is None else &ev.c
     pb.on_step = NULL
     pb.on_step_ctx = NULL
+    pb.tstops = NULL
+    pb.n_tstops = 0
 
     n_real = y0c.shape[0]
     points = max(t_evalc.shape[0], 1) if t_evalc is not None else 64

@@ -474,6 +474,13 @@ int ds_backward_run(ds_backward *B, ds_output *out)
             pb->first_step = jumped ? 0.0 : B->h_next;
             pb->on_step = B->nodes > 0 ? gauss_on_step : NULL;
             pb->on_step_ctx = B;
+            /* y(t) has kinks where the forward steps meet: the backward steps
+             * end there too, so that neither lambda's steps nor its
+             * interpolant (the Gauss rule reads it) straddle one */
+            if (B->ctx->interp != NULL && B->ctx->mode != DS_ADJ_BACKSOLVE) {
+                pb->tstops = B->ctx->interp->t_old;
+                pb->n_tstops = B->ctx->interp->len;
+            }
             ds_solver_init(B->solver, pb, B->work);
             B->running = 1;
         }

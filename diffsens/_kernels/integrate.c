@@ -70,6 +70,15 @@ size_t ds_workspace_size(const ds_problem *pb)
     return (doubles + 2 * (size_t)n_events) * sizeof(double);
 }
 
+/* Moves tstop_i past the stops not strictly ahead of t. */
+static void skip_passed_stops(ds_solver *S)
+{
+    const ds_problem *pb = &S->pb;
+    while (S->tstop_i >= 0 && S->tstop_i < pb->n_tstops
+           && S->direction * (pb->tstops[S->tstop_i] - S->t) <= 0)
+        S->tstop_i += S->tstop_inc;
+}
+
 void ds_solver_init(ds_solver *S, const ds_problem *pb, void *work)
 {
     memset(S, 0, sizeof(*S));
@@ -109,6 +118,12 @@ void ds_solver_init(ds_solver *S, const ds_problem *pb, void *work)
     S->t = pb->t0;
     S->direction = pb->t_bound >= pb->t0 ? 1 : -1;
     S->qold_pow = pow(CTRL_QOLD_FLOOR, 0.4 / (S->error_order + 1.0));
+    if (pb->n_tstops > 0) {
+        const int ascending = pb->tstops[pb->n_tstops - 1] >= pb->tstops[0];
+        S->tstop_inc = ascending == (S->direction > 0) ? 1 : -1;
+        S->tstop_i = S->tstop_inc > 0 ? 0 : pb->n_tstops - 1;
+        skip_passed_stops(S);
+    }
 }
 
 static int fail(ds_solver *S, const char *message)
@@ -384,6 +399,9 @@ static int advance(ds_solver *S, double *h_taken)
         t_new = t + h;
         if (dir * (t_new - pb->t_bound) > 0)
             t_new = pb->t_bound;
+        if (S->tstop_i >= 0 && S->tstop_i < pb->n_tstops
+            && dir * (t_new - pb->tstops[S->tstop_i]) > 0)
+            t_new = pb->tstops[S->tstop_i];
         h = t_new - t;
         h_abs = fabs(h);
 
@@ -430,6 +448,7 @@ static int advance(ds_solver *S, double *h_taken)
     S->t_old = t;
     S->t = t_new;
     S->h_abs = h_next;
+    skip_passed_stops(S);
     ++S->n_accepted;
     *h_taken = h;
     return 0;

@@ -85,6 +85,11 @@ typedef struct ds_problem {
     const double *t_eval;     /* in integration order, or NULL */
     long n_eval;
     const ds_events *events;  /* or NULL */
+    /* Times the steps must end on (the kinks of a coefficient, like the
+     * forward steps' ends under an adjoint), sorted either way; those
+     * strictly between t0 and t_bound count.  NULL: none. */
+    const double *tstops;
+    long n_tstops;
     /* Called after each accepted step with its interpolant, y(t_old + theta h)
      * = y_old + sum_j Q_j theta^(j+1); nonzero stops the solve
      * (DS_CALLBACK_STOP).  NULL: none. */
@@ -106,6 +111,7 @@ typedef struct ds_solver {
     int *ipiv;
     int *active, *count;
     long t_eval_i;
+    long tstop_i, tstop_inc;  /* the next stop ahead, and the way to the one after */
     long nfev, njev, nlu, n_accepted, n_rejected;
     int saw_nonfinite, stiff_hits, nonstiff_run;
     int stopped_stiff;        /* the solve ended on the stiffness test */

@@ -143,6 +143,8 @@ cdef extern from "integrate.h":
         const double *t_eval
         long n_eval
         const ds_events *events
+        const double *tstops
+        long n_tstops
         void *on_step
         void *on_step_ctx
 
