@@ -106,16 +106,14 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
                                const double *K, double *Q)
 {
     const int d = tab->d, stages = ds_erk_stage_count(tab);
-    memset(Q, 0, (size_t)n * d * sizeof(double));
-    for (int i = 0; i < stages; ++i) {
-        const double *ki = K + (size_t)i * n;
-        const double *Pi = tab->P + (size_t)i * d;
+    /* one sum per coefficient, in a register: small systems are the common
+     * case, where loops over n would be all overhead */
+    for (int q = 0; q < n; ++q) {
         for (int j = 0; j < d; ++j) {
-            const double a = h * Pi[j];
-            if (a == 0.0)
-                continue;
-            for (int q = 0; q < n; ++q)
-                Q[(size_t)q * d + j] += a * ki[q];
+            double acc = 0.0;
+            for (int i = 0; i < stages; ++i)
+                acc += tab->P[(size_t)i * d + j] * K[(size_t)i * n + q];
+            Q[(size_t)q * d + j] = h * acc;
         }
     }
 }
