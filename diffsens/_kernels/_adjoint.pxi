@@ -155,6 +155,7 @@ cdef class AdjointSolve:
         ds_solver_init(&self.S, &self.pb, self.work)
         self.snapshots = [self._snapshot()]
         self.bounds = [0]
+        self.recorded = None
         while True:
             rc = self._run(&self.S, out, True)
             if rc != DS_YIELD:
