@@ -2,14 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "control.h"
 #include "integrate.h"
 
-/* Step-size control: the PI controller of OrdinaryDiffEq.jl (beta1 = 7/(10q),
- * beta2 = 2/(5q) for an error estimate of order q - 1), with Hairer's limits. */
-#define CTRL_GAMMA 0.9   /* safety factor */
-#define CTRL_QMIN 0.2    /* largest shrink per step: h * 0.2 */
-#define CTRL_QMAX 10.0   /* largest growth per step: h * 10 */
-#define CTRL_QOLD_FLOOR 1e-4
 /* Hairer's stiffness detection (DOPRI5): test every NSTIFF steps, stop after
  * STIFF_HITS consecutive steps limited by stability, forget after
  * NONSTIFF_RESET steps that are not. */
@@ -117,7 +112,7 @@ void ds_solver_init(ds_solver *S, const ds_problem *pb, void *work)
     memcpy(S->y, pb->y0, (size_t)n * sizeof(double));
     S->t = pb->t0;
     S->direction = pb->t_bound >= pb->t0 ? 1 : -1;
-    S->qold_pow = pow(CTRL_QOLD_FLOOR, 0.4 / (S->error_order + 1.0));
+    S->qold_pow = ds_ctrl_initial_memory(S->error_order);
     if (pb->n_tstops > 0) {
         const int ascending = pb->tstops[pb->n_tstops - 1] >= pb->tstops[0];
         S->tstop_inc = ascending == (S->direction > 0) ? 1 : -1;
@@ -150,45 +145,6 @@ static int all_finite(int n, const double *x)
     return 1;
 }
 
-/* Hairer, Norsett & Wanner (1993), II.4, as in scipy's select_initial_step. */
-static int initial_step(ds_solver *S, double *h_out)
-{
-    const ds_problem *pb = &S->pb;
-    const int n = S->n, nn = S->n_norm;
-    const double *f0 = S->K;
-    double *f1 = S->K + n, *y1 = S->ytmp;
-    const double interval = fabs(pb->t_bound - pb->t0);
-    double d0 = 0.0, d1 = 0.0, d2 = 0.0;
-    for (int q = 0; q < nn; ++q) {
-        const double scale = atol_at(pb, q) + fabs(S->y[q]) * rtol_at(pb, q);
-        d0 += (S->y[q] / scale) * (S->y[q] / scale);
-        d1 += (f0[q] / scale) * (f0[q] / scale);
-    }
-    d0 = sqrt(d0 / nn);
-    d1 = sqrt(d1 / nn);
-    double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
-    h0 = fmin(h0, interval);
-    for (int q = 0; q < n; ++q)
-        y1[q] = S->y[q] + h0 * S->direction * f0[q];
-    ++S->nfev;
-    int rc = pb->rhs->f(pb->rhs->ctx, pb->t0 + h0 * S->direction, y1, pb->p, f1);
-    if (rc)
-        return rc;
-    for (int q = 0; q < nn; ++q) {
-        const double scale = atol_at(pb, q) + fabs(S->y[q]) * rtol_at(pb, q);
-        const double diff = (f1[q] - f0[q]) / scale;
-        d2 += diff * diff;
-    }
-    d2 = sqrt(d2 / nn) / h0;
-    double h1;
-    if (d1 <= 1e-15 && d2 <= 1e-15)
-        h1 = fmax(1e-6, h0 * 1e-3);
-    else
-        h1 = pow(0.01 / fmax(d1, d2), 1.0 / (S->error_order + 1));
-    *h_out = fmin(fmin(100 * h0, h1), fmin(interval, pb->max_step));
-    return 0;
-}
-
 static int start(ds_solver *S, ds_output *out)
 {
     const ds_problem *pb = &S->pb;
@@ -206,7 +162,10 @@ static int start(ds_solver *S, ds_output *out)
                        "(t0, y0).");
     if (pb->first_step > 0)
         S->h_abs = pb->first_step;
-    else if (initial_step(S, &S->h_abs))
+    else if (ds_initial_step(pb->rhs, pb->p, pb->t0, pb->t_bound, pb->max_step,
+                             S->error_order, S->n_norm, S->y, S->K, pb->rtol,
+                             pb->rtol_len, pb->atol, pb->atol_len, S->K + n, S->ytmp,
+                             &S->nfev, &S->h_abs))
         return DS_CALLBACK_STOP;
     if (pb->events) {
         for (int i = 0; i < pb->events->count; ++i)
@@ -359,8 +318,6 @@ static int advance(ds_solver *S, double *h_taken)
 {
     const ds_problem *pb = &S->pb;
     const int dir = S->direction;
-    const double q_exp = S->error_order + 1.0;
-    const double beta1 = 0.7 / q_exp, beta2 = 0.4 / q_exp;
     const double t = S->t;
     const double min_step = 10.0 * fabs(nextafter(t, dir * INFINITY) - t);
     double h_abs = S->h_abs, h = 0.0, t_new = t, h_next = 0.0;
@@ -415,22 +372,13 @@ static int advance(ds_solver *S, double *h_taken)
             singular |= rc == ATTEMPT_SINGULAR;
             S->saw_nonfinite |= rc != ATTEMPT_SINGULAR;
             ++S->n_rejected;
-            h_abs *= CTRL_QMIN;
+            h_abs *= DS_CTRL_QMIN;
             rejected = 1;
             continue;
         }
-        const double q11 = pow(err, beta1);
-        if (err <= 1.0) {
-            double q = q11 / S->qold_pow / CTRL_GAMMA;
-            q = fmin(1.0 / CTRL_QMIN, fmax(1.0 / CTRL_QMAX, q));
-            h_next = h_abs / q;
-            if (rejected) /* Hairer: no growth right after a rejection */
-                h_next = fmin(h_next, h_abs);
-            S->qold_pow = pow(fmax(err, CTRL_QOLD_FLOOR), beta2);
+        if (ds_ctrl_judge(err, S->error_order, rejected, &S->qold_pow, &h_abs, &h_next))
             break;
-        }
         ++S->n_rejected;
-        h_abs /= fmin(1.0 / CTRL_QMIN, q11 / CTRL_GAMMA);
         rejected = 1;
     }
 

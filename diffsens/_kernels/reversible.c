@@ -2,15 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "control.h"
 #include "reversible.h"
 
-/* The driver's step-size control (integrate.c): OrdinaryDiffEq's PI
- * controller with Hairer's limits, so a reversible solve picks the steps a
- * plain solve of the same method would. */
-#define CTRL_GAMMA 0.9
-#define CTRL_QMIN 0.2
-#define CTRL_QMAX 10.0
-#define CTRL_QOLD_FLOOR 1e-4
+/* Step sizes come from the driver's controller (control.h), so a reversible
+ * solve picks the steps a plain solve of the same method would. */
 
 size_t ds_reversible_scratch(int n, int m, int stages)
 {
@@ -54,7 +50,7 @@ void ds_reversible_init(ds_reversible *R, const ds_reversible_problem *pb,
     memcpy(R->z, pb->y0, (size_t)n * sizeof(double));
     R->t = pb->t0;
     R->direction = pb->t_bound >= pb->t0 ? 1 : -1;
-    R->qold_pow = pow(CTRL_QOLD_FLOOR, 0.4 / (pb->erk->error_order + 1.0));
+    R->qold_pow = ds_ctrl_initial_memory(pb->erk->error_order);
 }
 
 static int fail(ds_reversible *R, const char *message)
@@ -82,48 +78,6 @@ static void increment(const ds_erk_tableau *tab, int n, double h,
             acc += tab->b[j] * K[(size_t)j * n + q];
         out[q] = h * acc;
     }
-}
-
-/* Hairer, Norsett & Wanner (1993), II.4, as integrate.c's initial step; K[0]
- * holds f(t0, y0). */
-static int initial_step(ds_reversible *R, double *h_out)
-{
-    const ds_reversible_problem *pb = &R->pb;
-    const int n = R->n;
-    const double *y = R->z, *f0 = R->K;
-    double *f1 = R->K + n, *y1 = R->ytmp;
-    const double interval = fabs(pb->t_bound - pb->t0);
-    double d0 = 0.0, d1 = 0.0, d2 = 0.0;
-    for (int q = 0; q < n; ++q) {
-        const double scale = pb->atol[pb->atol_len == 1 ? 0 : q]
-                             + fabs(y[q]) * pb->rtol[pb->rtol_len == 1 ? 0 : q];
-        d0 += (y[q] / scale) * (y[q] / scale);
-        d1 += (f0[q] / scale) * (f0[q] / scale);
-    }
-    d0 = sqrt(d0 / n);
-    d1 = sqrt(d1 / n);
-    double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
-    h0 = fmin(h0, interval);
-    for (int q = 0; q < n; ++q)
-        y1[q] = y[q] + h0 * R->direction * f0[q];
-    ++R->nfev;
-    int rc = pb->rhs->f(pb->rhs->ctx, pb->t0 + h0 * R->direction, y1, pb->p, f1);
-    if (rc)
-        return rc;
-    for (int q = 0; q < n; ++q) {
-        const double scale = pb->atol[pb->atol_len == 1 ? 0 : q]
-                             + fabs(y[q]) * pb->rtol[pb->rtol_len == 1 ? 0 : q];
-        const double diff = (f1[q] - f0[q]) / scale;
-        d2 += diff * diff;
-    }
-    d2 = sqrt(d2 / n) / h0;
-    double h1;
-    if (d1 <= 1e-15 && d2 <= 1e-15)
-        h1 = fmax(1e-6, h0 * 1e-3);
-    else
-        h1 = pow(0.01 / fmax(d1, d2), 1.0 / (pb->erk->error_order + 1));
-    *h_out = fmin(fmin(100 * h0, h1), fmin(interval, pb->max_step));
-    return 0;
 }
 
 /* Outputs at t_eval points the solution has reached (all at t, the steps
@@ -167,7 +121,10 @@ static int start(ds_reversible *R, ds_reversible_out *out)
             return fail(R, "The fixed step times must run from t0 to t_bound.");
     } else if (pb->first_step > 0) {
         R->h_abs = pb->first_step;
-    } else if (initial_step(R, &R->h_abs)) {
+    } else if (ds_initial_step(pb->rhs, pb->p, pb->t0, pb->t_bound, pb->max_step,
+                               pb->erk->error_order, R->n, R->z, R->K, pb->rtol,
+                               pb->rtol_len, pb->atol, pb->atol_len, R->K + R->n,
+                               R->ytmp, &R->nfev, &R->h_abs)) {
         return DS_CALLBACK_STOP;
     }
     R->started = 1;
@@ -214,8 +171,6 @@ static int advance(ds_reversible *R, double *t_taken)
 {
     const ds_reversible_problem *pb = &R->pb;
     const int n = R->n, dir = R->direction;
-    const double q_exp = pb->erk->error_order + 1.0;
-    const double beta1 = 0.7 / q_exp, beta2 = 0.4 / q_exp;
     const double t = R->t;
     int rc;
 
@@ -287,24 +242,17 @@ static int advance(ds_reversible *R, double *t_taken)
              * much smaller */
             R->saw_nonfinite = 1;
             ++R->n_rejected;
-            h_abs *= CTRL_QMIN;
+            h_abs *= DS_CTRL_QMIN;
             rejected = 1;
             continue;
         }
-        const double q11 = pow(err, beta1);
-        if (err <= 1.0) {
-            double q = q11 / R->qold_pow / CTRL_GAMMA;
-            q = fmin(1.0 / CTRL_QMIN, fmax(1.0 / CTRL_QMAX, q));
-            h_next = h_abs / q;
-            if (rejected)   /* Hairer: no growth right after a rejection */
-                h_next = fmin(h_next, h_abs);
-            else if (clipped)   /* landing on an output is no reason to slow */
+        if (ds_ctrl_judge(err, pb->erk->error_order, rejected, &R->qold_pow, &h_abs,
+                          &h_next)) {
+            if (!rejected && clipped)   /* landing on an output is no reason to slow */
                 h_next = fmax(h_next, h_try);
-            R->qold_pow = pow(fmax(err, CTRL_QOLD_FLOOR), beta2);
             break;
         }
         ++R->n_rejected;
-        h_abs /= fmin(1.0 / CTRL_QMIN, q11 / CTRL_GAMMA);
         rejected = 1;
     }
     R->h_abs = h_next;
