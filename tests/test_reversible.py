@@ -26,6 +26,7 @@ import scipy.integrate
 import scipy.linalg
 
 import diffsens
+from _linear import expm_reference, van_loan_gram
 from diffsens import problems
 from diffsens._adjoint import _kernel_fun
 from diffsens._ivp import _tableau, native_options
@@ -115,15 +116,7 @@ def _lin_A(p):
 
 def _lin_exact(t=LIN_T, W=LIN_W, p=LIN_P, y0=LIN_Y0):
     """Y (3, nt) and the exact VJPs sum_i W_i^T dy(t_i)/dp, .../dy0."""
-    A, dA = _lin_A(p), [A1, np.cos(p[1]) * A2]
-    Y, gp, g0 = [], np.zeros(len(p)), np.zeros(len(y0))
-    for i, ti in enumerate(t):
-        for j, dAj in enumerate(dA):
-            E, L = scipy.linalg.expm_frechet(A * ti, dAj * ti)
-            gp[j] += W[:, i] @ (L @ y0)
-        Y.append(E @ y0)
-        g0 += E.T @ W[:, i]
-    return np.stack(Y, axis=1), gp, g0
+    return expm_reference(_lin_A(p), [A1, np.cos(p[1]) * A2], t, W, y0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -524,9 +517,7 @@ def lin_g(t, y, p):
 
 def _lin_g_integral(p, y0):
     """int_0^T (1 + p0)/2 y^T Q y dt: expm([[-A^T, Q], [0, A]] T) (Van Loan)."""
-    A = _lin_A(p)
-    F = scipy.linalg.expm(np.block([[-A.T, Q], [np.zeros((3, 3)), A]]) * G_T)
-    return 0.5 * (1.0 + p[0]) * (y0 @ (F[3:, 3:].T @ F[:3, 3:]) @ y0)
+    return 0.5 * (1.0 + p[0]) * (y0 @ van_loan_gram(_lin_A(p), Q, G_T) @ y0)
 
 
 def test_van_loan_reference():
