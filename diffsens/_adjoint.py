@@ -44,7 +44,8 @@ from ._ivp import (EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau, native_option
 from ._kernels import _core
 from ._result import OdeResult
 from ._rhs import TracedRHS, trace
-from ._sens import _positive_int, _validated_parameters, solve_ivp_sens
+from ._sens import (_positive_int, _validated_parameters, _validated_real_state,
+                    solve_ivp_sens)
 
 __all__ = ["adjoint_gradient", "gradient", "GradientResult"]
 
@@ -203,14 +204,7 @@ def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
     if not (np.isfinite(t0) and np.isfinite(tf)):
         raise ValueError("`t_span` must hold finite `t0` and `tf`.")
     p = _validated_parameters(p)
-    y0 = np.asarray(y0)
-    if y0.dtype.kind == "c":
-        raise ValueError("`y0` must be real for gradients.")
-    y0 = np.asarray(y0, dtype=float)
-    if y0.ndim != 1:
-        raise ValueError("`y0` must be 1-dimensional.")
-    if not _core.all_finite(y0):
-        raise ValueError("All components of the initial state `y0` must be finite.")
+    y0 = _validated_real_state(y0, "gradients")
     if (dgdy is not None or loss is not None) and t_eval is None:
         raise ValueError(f"`{given[0]}` is a function of the outputs: pass `t_eval`.")
     if t_eval is not None:

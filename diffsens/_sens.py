@@ -111,6 +111,19 @@ def _validated_parameters(p):
     return p
 
 
+def _validated_real_state(y0, what):
+    """y0 as a finite real 1-D float array (derivatives need real states)."""
+    y0 = np.asarray(y0)
+    if y0.dtype.kind == "c":
+        raise ValueError(f"`y0` must be real for {what}.")
+    y0 = np.asarray(y0, dtype=float)
+    if y0.ndim != 1:
+        raise ValueError("`y0` must be 1-dimensional.")
+    if not _core.all_finite(y0):
+        raise ValueError("All components of the initial state `y0` must be finite.")
+    return y0
+
+
 def _positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -201,14 +214,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         raise ValueError("`t_span` must hold a finite `t0` and a number `tf`.")
     p = _validated_parameters(p)
     args = tuple(args) if args is not None else ()
-    y0 = np.asarray(y0)
-    if np.iscomplexobj(y0):
-        raise ValueError("`y0` must be real for sensitivities.")
-    y0 = np.asarray(y0, dtype=float)
-    if y0.ndim != 1:
-        raise ValueError("`y0` must be 1-dimensional.")
-    if not np.isfinite(y0).all():
-        raise ValueError("All components of the initial state `y0` must be finite.")
+    y0 = _validated_real_state(y0, "sensitivities")
     n, m = y0.shape[0], p.shape[0]
 
     if isinstance(fun, TracedRHS):
