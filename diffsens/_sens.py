@@ -18,6 +18,7 @@ For the explicit Runge-Kutta methods both are the same augmented system
 ``fun``); they differ in what the error control sees.
 """
 import concurrent.futures
+import math
 
 import numpy as np
 
@@ -32,6 +33,7 @@ __all__ = ["solve_ivp_sens", "SensResult", "SensSolution"]
 SENS_METHODS = ("dual", "continuous")
 _SENS_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
                  "stiffness_check", "chunk_size", "workers", "sens_error_control"}
+_SOLVER_OPTIONS = _SENS_OPTIONS - {"chunk_size", "workers", "sens_error_control"}
 
 
 class SensResult(OdeResult):
@@ -131,10 +133,16 @@ def _positive_int(value, name):
 
 
 def _chunks(total, chunk_size):
+    """The directions split into chunks, as slices."""
     if chunk_size is None:
-        return [range(total)]
+        return [slice(0, total)]
     chunk_size = _positive_int(chunk_size, "chunk_size")
-    return [range(i, min(i + chunk_size, total)) for i in range(0, total, chunk_size)] or [range(0)]
+    return [slice(i, min(i + chunk_size, total))
+            for i in range(0, total, chunk_size)] or [slice(0, 0)]
+
+
+def _width(chunk):
+    return chunk.stop - chunk.start
 
 
 def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output=False,
@@ -210,7 +218,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
                          "method use sens='continuous'.")
     wrt = _wrt_set(wrt)
     t0, tf = map(float, t_span)
-    if not np.isfinite(t0) or np.isnan(tf):
+    if not math.isfinite(t0) or math.isnan(tf):
         raise ValueError("`t_span` must hold a finite `t0` and a number `tf`.")
     p = _validated_parameters(p)
     args = tuple(args) if args is not None else ()
@@ -232,23 +240,18 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     chunk_size = options.pop("chunk_size", None)
     workers = options.pop("workers", 1)
     error_control = options.pop("sens_error_control", sens == "continuous")
-    opt = native_options(options, n, t0, tf, known=_SENS_OPTIONS - {
-        "chunk_size", "workers", "sens_error_control"})
+    opt = native_options(options, n, t0, tf, known=_SOLVER_OPTIONS)
     if t_eval is not None:
         t_eval = validated_t_eval(t_eval, t0, tf)
     events, direction, max_count = prepared_events(events)
 
     # directions: the m parameters, then the n initial values
-    lanes_p = list(range(m)) if "p" in wrt else None
-    lanes_y0 = list(range(m if "p" in wrt else 0, (m if "p" in wrt else 0) + n)) \
-        if "y0" in wrt else None
-    total = (m if lanes_p is not None else 0) + (n if lanes_y0 is not None else 0)
-    p_seed = np.zeros((m, total))
-    s_seed = np.zeros((n, total))
-    if lanes_p is not None:
-        p_seed[:, lanes_p] = np.eye(m)
-    if lanes_y0 is not None:
-        s_seed[:, lanes_y0] = np.eye(n)
+    first_y0 = m if "p" in wrt else 0
+    lanes_p = slice(0, m) if "p" in wrt else None
+    lanes_y0 = slice(first_y0, first_y0 + n) if "y0" in wrt else None
+    total = first_y0 + (n if lanes_y0 is not None else 0)
+    p_seed = np.eye(m, total) if lanes_p is not None else np.zeros((m, total))
+    s_seed = np.eye(n, total, first_y0) if lanes_y0 is not None else np.zeros((n, total))
     chunks = _chunks(total, chunk_size)
     if len(chunks) > 1 and error_control:
         raise ValueError("`chunk_size` splits the directions into separate solves, which "
@@ -259,7 +262,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     tableau = _tableau(method)
 
     def solve_chunk(lanes):
-        k = len(lanes)
+        k = _width(lanes)
         y0_aug = np.concatenate([y0, s_seed[:, lanes].T.reshape(-1)])
         rtol_aug = rtol if rtol.size == 1 else np.tile(rtol, k + 1)
         atol_aug = atol if atol.size == 1 else np.tile(atol, k + 1)
@@ -286,17 +289,17 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     res.y = first.y[:n] if first.y.ndim == 2 else first.y
     res.sens_method = sens
     nt = len(first.t)
-    blocks = [r.y[n:].reshape(len(lanes), n, nt) if nt else np.zeros((len(lanes), n, 0))
+    blocks = [r.y[n:].reshape(_width(lanes), n, nt) if nt else np.zeros((_width(lanes), n, 0))
               for r, lanes in zip(results, chunks)]
-    directions = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, n, nt))
+    directions = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
     if lanes_p is not None:
-        res.sens = np.moveaxis(directions[lanes_p], 0, 1)
+        res.sens = directions[lanes_p].transpose(1, 0, 2)
     if lanes_y0 is not None:
-        res.sens_y0 = np.moveaxis(directions[lanes_y0], 0, 1)
+        res.sens_y0 = directions[lanes_y0].transpose(1, 0, 2)
     if events is not None:
         res.y_events = [ye[:, :n] if np.ndim(ye) == 2 else ye for ye in first.y_events]
     if dense_output:
-        res.sol = SensSolution([(r.sol, len(lanes)) for r, lanes in zip(results, chunks)],
+        res.sol = SensSolution([(r.sol, _width(lanes)) for r, lanes in zip(results, chunks)],
                                n, lanes_p, lanes_y0)
     res.nfev = sum(r.nfev for r in results)
     return res

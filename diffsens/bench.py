@@ -1,12 +1,14 @@
 """Peer comparison: diffsens against scipy on the same problems, one run.
 
 Run ``python -m diffsens.bench`` (``--quick`` for fewer repeats).  Every row
-times diffsens and its peer back to back in the same process and prints the
-medians, their ratio (peer / diffsens: above 1 means diffsens is faster) and
-both errors against the problem's reference solution.  Absolute times on a
-shared machine are noise; the ratios are the signal.
+times diffsens and its peer in the same process, in alternating rounds of a
+few milliseconds, and prints the median times, the median of the per-round
+ratios (peer / diffsens: above 1 means diffsens is faster) and both errors
+against the problem's reference solution.  Absolute times on a shared machine
+are noise; the ratios are the signal.
 """
 import argparse
+import gc
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -36,18 +38,58 @@ class Case:
     reference: np.ndarray
 
 
-def _timed(fn, repeats, min_time):
-    """Median seconds per call; repeats until ``min_time`` seconds have passed."""
-    result = fn()  # warm-up (and the value whose error is reported)
+def _calls_per_round(fn, target=2e-3):
+    """How many calls of ``fn`` make a round of about ``target`` seconds."""
+    t = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t
+    return max(1, min(1000, int(target / max(once, 1e-9))))
+
+
+def _round(fn, calls):
+    """Seconds per call over ``calls`` calls, with the garbage collector off
+    (as `timeit` does: a collection of the large heap that jax leaves
+    would otherwise land on whichever contender happens to trigger it)."""
+    gc.disable()
+    try:
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - t) / calls
+    finally:
+        gc.enable()
+
+
+def _paired(ours, peer, repeats, min_time):
+    """Seconds per call of both contenders and their ratio, timed in
+    alternating rounds of ~2 ms each.
+
+    On a shared machine the speed of the whole machine drifts by 2x over
+    seconds; timing one contender after the other lets that drift into the
+    ratio.  Alternating short rounds exposes both to the same drift, and the
+    median of the per-round ratios (peer / ours) cancels it.
+    """
+    calls = [_calls_per_round(ours), _calls_per_round(peer)]
+    times = ([], [])
+    start = time.perf_counter()
+    while len(times[0]) < repeats or time.perf_counter() - start < 2 * min_time:
+        times[0].append(_round(ours, calls[0]))
+        times[1].append(_round(peer, calls[1]))
+        if len(times[0]) >= 100 * repeats:
+            break
+    t_ours, t_peer = np.array(times[0]), np.array(times[1])
+    return float(np.median(t_ours)), float(np.median(t_peer)), \
+        float(np.median(t_peer / t_ours))
+
+
+def _alone(fn, repeats, min_time):
+    """Seconds per call of one contender (its peer failed)."""
+    calls = _calls_per_round(fn)
     times = []
     start = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if len(times) >= 50 * repeats:
-            break
-    return float(np.median(times)), result
+        times.append(_round(fn, calls))
+    return float(np.median(times))
 
 
 def lotka_volterra_scipy_docs(t, z, a, b, c, d):
@@ -544,26 +586,34 @@ def _error(value, reference):
     return float(np.max(np.abs(value - reference) / np.maximum(scale, 1e-300)))
 
 
-def _timed_or_failure(fn, repeats, min_time):
-    """``_timed``, or (nan, nan, "Error: ...") when ``fn`` raises or is a
-    peer marked as failed (``fn.failure``)."""
+def _first_value(fn):
+    """(the value ``fn`` returns, None) -- its warm-up call -- or (nan,
+    "Error: ...") when it raises or is a peer marked as failed (``fn.failure``)."""
     failure = getattr(fn, "failure", None)
     if failure is not None:
-        return np.nan, np.nan, failure
+        return np.nan, failure
     try:
-        return (*_timed(fn, repeats, min_time), None)
+        return fn(), None
     except Exception as exc:         # one failing contender must not end the table
-        return np.nan, np.nan, f"{type(exc).__name__}: {exc}"
+        return np.nan, f"{type(exc).__name__}: {exc}"
 
 
 def run_case(case, repeats=7, min_time=0.2):
-    """Time both contenders of ``case``; returns a dict of figures.  A
-    contender that raises gets NaN figures and its error in ``note``."""
-    t_ours, v_ours, fail_ours = _timed_or_failure(case.ours, repeats, min_time)
-    t_peer, v_peer, fail_peer = _timed_or_failure(case.peer, repeats, min_time)
+    """Time both contenders of ``case`` in alternating rounds; returns a dict
+    of figures.  A contender that raises gets NaN figures and its error in
+    ``note``."""
+    v_ours, fail_ours = _first_value(case.ours)
+    v_peer, fail_peer = _first_value(case.peer)
+    t_ours = t_peer = ratio = np.nan
+    if not (fail_ours or fail_peer):
+        t_ours, t_peer, ratio = _paired(case.ours, case.peer, repeats, min_time)
+    elif not fail_ours:
+        t_ours = _alone(case.ours, repeats, min_time)
+    elif not fail_peer:
+        t_peer = _alone(case.peer, repeats, min_time)
     row = {
         "label": case.label, "peer": case.peer_name,
-        "ours_s": t_ours, "peer_s": t_peer, "ratio": t_peer / t_ours,
+        "ours_s": t_ours, "peer_s": t_peer, "ratio": ratio,
         "ours_err": np.nan if fail_ours else _error(v_ours, case.reference),
         "peer_err": np.nan if fail_peer else _error(v_peer, case.reference),
     }
@@ -596,8 +646,8 @@ def main(argv=None):
     ns = parser.parse_args(argv)
     repeats, min_time = (3, 0.05) if ns.quick else (7, 0.3)
     rows = [run_case(c, repeats, min_time) for c in default_cases() if ns.filter in c.label]
-    print("ratio = peer median / diffsens median (above 1: diffsens faster); "
-          "err = max relative error vs reference")
+    print("ratio = median over alternating rounds of peer time / diffsens time "
+          "(above 1: diffsens faster); err = max relative error vs reference")
     print_table(rows)
     return rows
 

@@ -9,7 +9,7 @@ from .bench import default_cases, print_table, run_case
 def main(argv=None):
     print(f"diffsens {__version__}: scipy.integrate.solve_ivp's interface, "
           "integration loops in C.")
-    print("In this process, timing each side in turn: Lotka-Volterra (2 states, "
+    print("In this process, timing the two sides in alternating rounds: Lotka-Volterra (2 states, "
           "101 outputs) and the Pleiades 7-body problem (28 states) with every "
           "native explicit method against scipy's nearest one; a traced "
           "right-hand side against scipy and diffrax (if installed); dy/dp by "

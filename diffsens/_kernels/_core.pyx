@@ -25,7 +25,7 @@ from libc.string cimport memcpy
 from diffsens._kernels.kernels cimport (
     DS_CALLBACK_STOP, DS_FAILED, DS_FINISHED, DS_NEED_SPACE, DS_TERMINATED,
     DS_YIELD, ds_solver_init, ds_problem, ds_run, ds_solver,
-    ds_erk_tableau, ds_workspace_size, ds_events, ds_output, ds_rhs,
+    ds_erk_tableau, DS_ERK_MAX_STAGES, ds_workspace_size, ds_events, ds_output, ds_rhs,
     ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
     ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
     ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
@@ -579,6 +579,9 @@ cdef class CTableau:
         self.c.s = <int>s
         self.c.r = <int>tableau.c_extra.shape[0]
         self.c.d = <int>tableau.P.shape[1]
+        if s + 1 + self.c.r > DS_ERK_MAX_STAGES:
+            raise ValueError(f"tableau {tableau.name!r} has more than "
+                             f"{DS_ERK_MAX_STAGES} stages")
         self.c.order = tableau.order
         self.c.error_order = tableau.error_order
         self.c.c = self._hold(tableau.c)

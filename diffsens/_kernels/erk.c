@@ -14,17 +14,35 @@ int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
     return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
 }
 
-/* Component-outer: each sum stays in a register, which is what small systems
- * (the common case) want. */
+/* out = y + h sum_j coef[j] K_j.  Tiny systems sum component by component,
+ * each sum in a register; larger ones stage by stage, so that the inner loop
+ * runs over contiguous components (and vectorizes) and zero coefficients
+ * (common in the higher-order tableaus) cost nothing.  Both add the terms in
+ * the same order. */
 void ds_erk_combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out)
 {
-    for (int q = 0; q < n; ++q) {
-        double acc = 0.0;
-        for (int j = 0; j < count; ++j)
-            acc += coef[j] * K[(size_t)j * n + q];
-        out[q] = y[q] + h * acc;
+    if (n <= 4 || count == 0) {
+        for (int q = 0; q < n; ++q) {
+            double acc = 0.0;
+            for (int j = 0; j < count; ++j)
+                acc += coef[j] * K[(size_t)j * n + q];
+            out[q] = y[q] + h * acc;
+        }
+        return;
     }
+    for (int q = 0; q < n; ++q)
+        out[q] = coef[0] * K[q];
+    for (int j = 1; j < count; ++j) {
+        const double c = coef[j];
+        if (c == 0.0)
+            continue;
+        const double *Kj = K + (size_t)j * n;
+        for (int q = 0; q < n; ++q)
+            out[q] += c * Kj[q];
+    }
+    for (int q = 0; q < n; ++q)
+        out[q] = y[q] + h * out[q];
 }
 
 int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
@@ -116,6 +134,22 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
             Q[(size_t)q * d + j] = h * acc;
         }
     }
+}
+
+void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
+                         const double *K, const double *y_old, double theta,
+                         double *out)
+{
+    const int d = tab->d, stages = ds_erk_stage_count(tab);
+    double weight[DS_ERK_MAX_STAGES];
+    for (int i = 0; i < stages; ++i) {
+        const double *Pi = tab->P + (size_t)i * d;
+        double acc = Pi[d - 1];
+        for (int j = d - 2; j >= 0; --j)
+            acc = acc * theta + Pi[j];
+        weight[i] = acc * theta;
+    }
+    ds_erk_combine(n, y_old, h, weight, stages, K, out);
 }
 
 void ds_dense_eval(int n, int d, const double *y_old, const double *Q,

@@ -40,6 +40,8 @@ typedef struct ds_erk_tableau {
 } ds_erk_tableau;
 
 /* out = y + h * sum_{j < count} coef[j] K_j: a stage's argument. */
+/* out = y + h sum_j coef[j] K_j over the first `count` stages; out must
+ * not alias y or K. */
 void ds_erk_combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out);
 
@@ -75,6 +77,17 @@ int ds_erk_extra_stages(const ds_erk_tableau *tab, const ds_rhs *rhs,
 /* Q (n * d, component-major: Q[q * d + j]) from the stages. */
 void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
                                const double *K, double *Q);
+
+/* Most stages (main, k_s and extra) a tableau may have: the C side keeps
+ * per-stage weights on the stack. */
+#define DS_ERK_MAX_STAGES 32
+
+/* y(t_old + theta h) straight from the stages, without the coefficients Q:
+ * y_old + h sum_i (sum_j P_ij theta^(j+1)) k_i.  Cheaper than building Q
+ * when a step has only a few output points. */
+void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
+                         const double *K, const double *y_old, double theta,
+                         double *out);
 
 /* out = y_old + sum_j Q_j theta^(j+1) (Horner). */
 void ds_dense_eval(int n, int d, const double *y_old, const double *Q,

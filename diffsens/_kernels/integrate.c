@@ -403,11 +403,26 @@ static int advance(ds_solver *S, double *h_taken)
 }
 
 typedef struct dense_state {
-    int ready;
+    int ready;          /* Q holds this step's interpolant */
+    int stages_ready;   /* K holds its extra stages too */
     double h;
 } dense_state;
 
-/* Builds this step's interpolant on first use (extra stages cost nfev). */
+/* The extra stages of this step's interpolant, on first use (they cost
+ * nfev); a Rosenbrock step has none. */
+static int need_stages(ds_solver *S, dense_state *ds)
+{
+    if (ds->stages_ready)
+        return 0;
+    const ds_problem *pb = &S->pb;
+    if (pb->erk && ds_erk_extra_stages(pb->erk, pb->rhs, pb->p, S->t_old, S->y_old,
+                                       ds->h, S->K, S->ytmp, &S->nfev))
+        return DS_CALLBACK_STOP;
+    ds->stages_ready = 1;
+    return 0;
+}
+
+/* Builds this step's interpolant (its coefficients Q) on first use. */
 static int need_dense(ds_solver *S, dense_state *ds)
 {
     if (ds->ready)
@@ -418,11 +433,34 @@ static int need_dense(ds_solver *S, dense_state *ds)
         ds->ready = 1;
         return 0;
     }
-    if (ds_erk_extra_stages(pb->erk, pb->rhs, pb->p, S->t_old, S->y_old, ds->h,
-                            S->K, S->ytmp, &S->nfev))
+    if (need_stages(S, ds))
         return DS_CALLBACK_STOP;
     ds_erk_dense_coefficients(pb->erk, S->n, ds->h, S->K, S->Q);
     ds->ready = 1;
+    return 0;
+}
+
+static void dense_at(const ds_solver *S, const dense_state *ds, double t,
+                     double *out);
+
+/* y(t) at an output point.  An explicit step evaluates its interpolant
+ * straight from the stages, as the discrete adjoint differentiates it: a
+ * step holds one or two output points as a rule, and building Q costs d
+ * times more. */
+static int output_at(ds_solver *S, dense_state *ds, double t, double *out)
+{
+    const ds_problem *pb = &S->pb;
+    if (pb->ros) {
+        int rc = need_dense(S, ds);
+        if (rc)
+            return rc;
+        dense_at(S, ds, t, out);
+        return 0;
+    }
+    if (need_stages(S, ds))
+        return DS_CALLBACK_STOP;
+    ds_erk_dense_direct(pb->erk, S->n, ds->h, S->K, S->y_old,
+                        (t - S->t_old) / ds->h, out);
     return 0;
 }
 
@@ -573,7 +611,7 @@ static int record_step(ds_solver *S, ds_output *out, double h, int *terminate)
 {
     const ds_problem *pb = &S->pb;
     const int n = S->n, d = S->d;
-    dense_state ds = {0, h};
+    dense_state ds = {0, 0, h};
     double t_stop = S->t;
     const double *y_stop = S->y;
     int rc;
@@ -621,13 +659,10 @@ static int record_step(ds_solver *S, ds_output *out, double h, int *terminate)
                && S->direction * (pb->t_eval[S->t_eval_i] - t_stop) <= 0) {
             const double te = pb->t_eval[S->t_eval_i++];
             double *dst = out->y + (size_t)out->len * n;
-            if (te == S->t) {
+            if (te == S->t)
                 memcpy(dst, S->y, (size_t)n * sizeof(double));
-            } else {
-                if ((rc = need_dense(S, &ds)))
-                    return rc;
-                dense_at(S, &ds, te, dst);
-            }
+            else if ((rc = output_at(S, &ds, te, dst)))
+                return rc;
             out->t[out->len++] = te;
         }
     }

@@ -45,6 +45,7 @@ cdef extern from "erk.h":
         double stability_boundary
 
     int ds_erk_stage_count(const ds_erk_tableau *tab) nogil
+    enum: DS_ERK_MAX_STAGES
 
 
 cdef extern from "rosenbrock.h":

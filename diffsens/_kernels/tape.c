@@ -454,8 +454,8 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
 
 /* One block's values and k derivative lanes (d: slot-major).  The common
  * ops have their own loops; the rest go through op_eval's partials. */
-static void jvp_block(const ds_tape *tape, const block *Bp, double *v, double *d,
-                      int k, int slot)
+DS_INLINE void jvp_block(const ds_tape *tape, const block *Bp, double *v, double *d,
+                        int k, int slot)
 {
     const block B = *Bp;
     const int32_t *a = B.a, *b = B.b, *ls = tape->lc_slot;
@@ -569,6 +569,33 @@ static void jvp_block(const ds_tape *tape, const block *Bp, double *v, double *d
     }
 }
 
+DS_INLINE void jvp_blocks_k(const ds_tape *tape, double *v, double *d, int k,
+                           int slot)
+{
+    for (int bi = 0; bi < tape->n_blocks; ++bi) {
+        const block B = decode(tape, bi);
+        jvp_block(tape, &B, v, d, k, slot);
+        slot += B.count;
+    }
+}
+
+/* All blocks, with the lane loops compiled for each small lane count: a
+ * known k lets the compiler unroll and vectorize them, which is most of the
+ * cost when a tape is small (a few ops, a few parameters). */
+static void jvp_blocks(const ds_tape *tape, double *v, double *d, int k, int slot)
+{
+    switch (k) {
+    case 1: jvp_blocks_k(tape, v, d, 1, slot); break;
+    case 2: jvp_blocks_k(tape, v, d, 2, slot); break;
+    case 3: jvp_blocks_k(tape, v, d, 3, slot); break;
+    case 4: jvp_blocks_k(tape, v, d, 4, slot); break;
+    case 5: jvp_blocks_k(tape, v, d, 5, slot); break;
+    case 6: jvp_blocks_k(tape, v, d, 6, slot); break;
+    case 8: jvp_blocks_k(tape, v, d, 8, slot); break;
+    default: jvp_blocks_k(tape, v, d, k, slot); break;
+    }
+}
+
 /* The jvp; with `inputs_ready` the scratch already holds p, the constants and
  * the lanes of p (seeded from pd) and of the constants (zero). */
 static void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
@@ -593,12 +620,7 @@ static void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
                (size_t)tape->n_const * k * sizeof(double));
     }
 
-    int slot = base;
-    for (int bi = 0; bi < tape->n_blocks; ++bi) {
-        const block B = decode(tape, bi);
-        jvp_block(tape, &B, v, d, k, slot);
-        slot += B.count;
-    }
+    jvp_blocks(tape, v, d, k, base);
     gather_outputs(tape, v, dy);
     for (int q = 0; q < n; ++q) {
         const double *src = d + (size_t)tape->outputs[q] * k;
