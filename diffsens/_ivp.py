@@ -150,7 +150,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
     n_trivial = y0_arr.ndim == 1 and y0_arr.size == 0
     if isinstance(fun, TracedRHS) and method in NATIVE_METHODS and not n_trivial:
         p = fun.parameters(args)
-        if np.iscomplexobj(y0_arr):
+        if y0_arr.dtype.kind == "c":
             raise ValueError("A traced right-hand side is real: `y0` must not be "
                              "complex (pass the plain Python function instead).")
         if y0_arr.shape != (fun.n,):

@@ -12,14 +12,18 @@ int ds_ctrl_judge(double err, int error_order, int rejected, double *qold_pow,
 {
     const double q_exp = error_order + 1.0;
     const double beta1 = 0.7 / q_exp, beta2 = 0.4 / q_exp;
-    const double q11 = pow(err, beta1);
+    /* one log and exps rather than two pows: this runs every step, and in
+     * small systems it is a visible share of the step */
+    const double log_err = log(err);
+    const double q11 = exp(beta1 * log_err);
     if (err <= 1.0) {
         double q = q11 / *qold_pow / DS_CTRL_GAMMA;
         q = fmin(1.0 / DS_CTRL_QMIN, fmax(1.0 / DS_CTRL_QMAX, q));
         *h_next = *h_abs / q;
         if (rejected)   /* Hairer: no growth right after a rejection */
             *h_next = fmin(*h_next, *h_abs);
-        *qold_pow = pow(fmax(err, DS_CTRL_QOLD_FLOOR), beta2);
+        *qold_pow = err > DS_CTRL_QOLD_FLOOR ? exp(beta2 * log_err)
+                                             : pow(DS_CTRL_QOLD_FLOOR, beta2);
         return 1;
     }
     *h_abs /= fmin(1.0 / DS_CTRL_QMIN, q11 / DS_CTRL_GAMMA);

@@ -14,21 +14,35 @@ int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
     return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
 }
 
-/* out = y + h sum_j coef[j] K_j.  Tiny systems sum component by component,
- * each sum in a register; larger ones stage by stage, so that the inner loop
- * runs over contiguous components (and vectorizes) and zero coefficients
- * (common in the higher-order tableaus) cost nothing.  Both add the terms in
- * the same order. */
+/* out = y + h sum_j coef[j] K_j.  Tiny systems keep every sum in a
+ * register; larger ones go stage by stage, so that the inner loop runs over
+ * contiguous components (and vectorizes) and zero coefficients (common in
+ * the higher-order tableaus) cost nothing.  Both add the terms in the same
+ * order. */
+static inline __attribute__((always_inline))
+void combine_tiny(int n, const double *y, double h, const double *coef,
+                  int count, const double *K, double *out)
+{
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    for (int j = 0; j < count; ++j)
+        for (int q = 0; q < n; ++q)
+            acc[q] += coef[j] * K[(size_t)j * n + q];
+    for (int q = 0; q < n; ++q)
+        out[q] = y[q] + h * acc[q];
+}
+
 void ds_erk_combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out)
 {
-    if (n <= 4 || count == 0) {
-        for (int q = 0; q < n; ++q) {
-            double acc = 0.0;
-            for (int j = 0; j < count; ++j)
-                acc += coef[j] * K[(size_t)j * n + q];
-            out[q] = y[q] + h * acc;
-        }
+    switch (n) {   /* a constant n: the sums live in registers */
+    case 1: combine_tiny(1, y, h, coef, count, K, out); return;
+    case 2: combine_tiny(2, y, h, coef, count, K, out); return;
+    case 3: combine_tiny(3, y, h, coef, count, K, out); return;
+    case 4: combine_tiny(4, y, h, coef, count, K, out); return;
+    default: break;
+    }
+    if (count == 0) {
+        memcpy(out, y, (size_t)n * sizeof(double));
         return;
     }
     for (int q = 0; q < n; ++q)

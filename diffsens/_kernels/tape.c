@@ -569,41 +569,13 @@ DS_INLINE void jvp_block(const ds_tape *tape, const block *Bp, double *v, double
     }
 }
 
-DS_INLINE void jvp_blocks_k(const ds_tape *tape, double *v, double *d, int k,
-                           int slot)
-{
-    for (int bi = 0; bi < tape->n_blocks; ++bi) {
-        const block B = decode(tape, bi);
-        jvp_block(tape, &B, v, d, k, slot);
-        slot += B.count;
-    }
-}
-
-/* All blocks, with the lane loops compiled for each small lane count: a
- * known k lets the compiler unroll and vectorize them, which is most of the
- * cost when a tape is small (a few ops, a few parameters). */
-static void jvp_blocks(const ds_tape *tape, double *v, double *d, int k, int slot)
-{
-    switch (k) {
-    case 1: jvp_blocks_k(tape, v, d, 1, slot); break;
-    case 2: jvp_blocks_k(tape, v, d, 2, slot); break;
-    case 3: jvp_blocks_k(tape, v, d, 3, slot); break;
-    case 4: jvp_blocks_k(tape, v, d, 4, slot); break;
-    case 5: jvp_blocks_k(tape, v, d, 5, slot); break;
-    case 6: jvp_blocks_k(tape, v, d, 6, slot); break;
-    case 8: jvp_blocks_k(tape, v, d, 8, slot); break;
-    default: jvp_blocks_k(tape, v, d, k, slot); break;
-    }
-}
-
 /* The jvp; with `inputs_ready` the scratch already holds p, the constants and
  * the lanes of p (seeded from pd) and of the constants (zero). */
-static void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
-                const double *p, int k, const double *yd, const double *pd,
-                double *dy, double *dyd, int inputs_ready)
+DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const double *y,
+                     const double *p, int k, const double *yd, const double *pd,
+                     double *dy, double *dyd, int inputs_ready)
 {
     const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
-    const int base = first_op_slot(tape);
     double *v = scratch;
     double *d = scratch + slots;   /* partials, slot-major: d[slot * k + j] */
     load_inputs(tape, v, t, y, p, !inputs_ready, !inputs_ready);
@@ -620,13 +592,39 @@ static void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
                (size_t)tape->n_const * k * sizeof(double));
     }
 
-    jvp_blocks(tape, v, d, k, base);
+    int slot = first_op_slot(tape);
+    for (int bi = 0; bi < tape->n_blocks; ++bi) {
+        const block B = decode(tape, bi);
+        jvp_block(tape, &B, v, d, k, slot);
+        slot += B.count;
+    }
     gather_outputs(tape, v, dy);
     for (int q = 0; q < n; ++q) {
         const double *src = d + (size_t)tape->outputs[q] * k;
         for (int j = 0; j < k; ++j)
             dyd[(size_t)j * n + q] = src[j];
     }
+}
+
+/* jvp_k compiled for each small lane count: a known k lets the compiler
+ * unroll and vectorize the lane loops, which is most of the cost when a tape
+ * is small (a few ops, a few parameters). */
+static void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
+                const double *p, int k, const double *yd, const double *pd,
+                double *dy, double *dyd, int inputs_ready)
+{
+#define JVP_WITH(K) jvp_k(tape, scratch, t, y, p, K, yd, pd, dy, dyd, inputs_ready)
+    switch (k) {
+    case 1: JVP_WITH(1); break;
+    case 2: JVP_WITH(2); break;
+    case 3: JVP_WITH(3); break;
+    case 4: JVP_WITH(4); break;
+    case 5: JVP_WITH(5); break;
+    case 6: JVP_WITH(6); break;
+    case 8: JVP_WITH(8); break;
+    default: JVP_WITH(k); break;
+    }
+#undef JVP_WITH
 }
 
 void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
