@@ -1,8 +1,8 @@
 """Peer comparison: diffsens against scipy on the same problems, one run.
 
 Run ``python -m diffsens.bench`` (``--quick`` for fewer repeats).  Every row
-times diffsens and its peer in the same process, in alternating rounds of a
-few milliseconds, and prints the median times, the median of the per-round
+times diffsens and its peer in the same process, in alternating rounds of
+about 20 milliseconds, and prints the median times, the median of the per-round
 ratios (peer / diffsens: above 1 means diffsens is faster) and both errors
 against the problem's reference solution.  Absolute times on a shared machine
 are noise; the ratios are the signal.
@@ -38,7 +38,7 @@ class Case:
     reference: np.ndarray
 
 
-def _calls_per_round(fn, target=2e-3):
+def _calls_per_round(fn, target=2e-2):
     """How many calls of ``fn`` make a round of about ``target`` seconds."""
     t = time.perf_counter()
     fn()
@@ -62,12 +62,14 @@ def _round(fn, calls):
 
 def _paired(ours, peer, repeats, min_time):
     """Seconds per call of both contenders and their ratio, timed in
-    alternating rounds of ~2 ms each.
+    alternating rounds of ~20 ms each.
 
     On a shared machine the speed of the whole machine drifts by 2x over
     seconds; timing one contender after the other lets that drift into the
-    ratio.  Alternating short rounds exposes both to the same drift, and the
-    median of the per-round ratios (peer / ours) cancels it.
+    ratio.  Alternating rounds expose both to the same drift, and the median
+    of the per-round ratios (peer / ours) cancels it.  A round is long enough
+    that the first, cold call after the other contender's round (whose
+    runtime, jax's say, evicts the caches) weighs little.
     """
     calls = [_calls_per_round(ours), _calls_per_round(peer)]
     times = ([], [])
