@@ -316,14 +316,15 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
     memcpy(ynew_bar, lam, (size_t)n * sizeof(double));
     memset(ybar, 0, (size_t)n * sizeof(double));
     for (int e = 0; e < n_out; ++e) {
-        /* y(t + theta h) = y + h sum_i (sum_j P_ij theta^(j+1)) k_i */
+        /* y(t + theta h) = y + h sum_i weight_i(theta) k_i, as the forward
+         * pass evaluated it */
         const double *we = w + (size_t)e * n;
+        double weight[DS_ERK_MAX_STAGES];
+        ds_erk_dense_weights(tab, theta[e], weight);
         for (int q = 0; q < n; ++q)
             ybar[q] += we[q];
         for (int i = 0; i < stages; ++i) {
-            double coef = 0.0, pw = theta[e];
-            for (int j = 0; j < d; ++j, pw *= theta[e])
-                coef += tab->P[(size_t)i * d + j] * pw;
+            const double coef = weight[i];
             if (coef != 0.0)
                 for (int q = 0; q < n; ++q)
                     kbar[(size_t)i * n + q] += h * coef * we[q];

@@ -150,12 +150,9 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
     }
 }
 
-void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
-                         const double *K, const double *y_old, double theta,
-                         double *out)
+void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weight)
 {
     const int d = tab->d, stages = ds_erk_stage_count(tab);
-    double weight[DS_ERK_MAX_STAGES];
     for (int i = 0; i < stages; ++i) {
         const double *Pi = tab->P + (size_t)i * d;
         double acc = Pi[d - 1];
@@ -163,7 +160,15 @@ void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
             acc = acc * theta + Pi[j];
         weight[i] = acc * theta;
     }
-    ds_erk_combine(n, y_old, h, weight, stages, K, out);
+}
+
+void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
+                         const double *K, const double *y_old, double theta,
+                         double *out)
+{
+    double weight[DS_ERK_MAX_STAGES];
+    ds_erk_dense_weights(tab, theta, weight);
+    ds_erk_combine(n, y_old, h, weight, ds_erk_stage_count(tab), K, out);
 }
 
 void ds_dense_eval(int n, int d, const double *y_old, const double *Q,

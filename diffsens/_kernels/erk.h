@@ -82,6 +82,11 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
  * per-stage weights on the stack. */
 #define DS_ERK_MAX_STAGES 32
 
+/* The interpolant's stage weights at theta: weight[i] = sum_j P_ij
+ * theta^(j+1), so that y(t_old + theta h) = y_old + h sum_i weight[i] k_i
+ * (weight holds ds_erk_stage_count(tab) entries). */
+void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weight);
+
 /* y(t_old + theta h) straight from the stages, without the coefficients Q:
  * y_old + h sum_i (sum_j P_ij theta^(j+1)) k_i.  Cheaper than building Q
  * when a step has only a few output points. */
