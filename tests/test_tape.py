@@ -657,6 +657,11 @@ def test_value_matches_numpy(case):
     # a scalar t broadcasts over the rows
     np.testing.assert_array_equal(rhs.function.value_batch(t, rows, p if m else None)[[0, 2]],
                                   batch[[0, 2]])
+    # the value pass runs op by op, the jvp block by block: the same values
+    pv = p if m else np.zeros(0)
+    single = rhs.function.value(t, y, pv)
+    np.testing.assert_array_equal(rhs.function.jvp(t, y, pv, np.ones(n))[0], single)
+    np.testing.assert_array_equal(rhs.function.vjp(t, y, pv, np.ones(n))[0], single)
 
 
 @_settings(200)

@@ -27,7 +27,7 @@ from diffsens._kernels.kernels cimport (
     DS_YIELD, ds_solver_init, ds_problem, ds_run, ds_solver,
     ds_erk_tableau, DS_ERK_MAX_STAGES, ds_workspace_size, ds_events, ds_output, ds_rhs,
     ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
-    ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
+    ds_tape_linearize, ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
     ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
     ds_sens_rhs_init, ds_sens_coupling, ds_sens_coupling_prepare, ds_ros_tableau, ds_lapack, ds_coupling,
 )
@@ -310,6 +310,9 @@ cdef class TapeFunction:
         self.c.lc_slot = <const int32_t *>self._hold(program.lc_slot, np.int32)
         self.c.lc_weight = <const double *>self._hold(program.lc_weight, np.float64)
         self.c.outputs = <const int32_t *>self._hold(program.outputs, np.int32)
+        ops = np.empty(4 * (program.n_ops + 1), dtype=np.int32)
+        ds_tape_linearize(&self.c, <int32_t *>cnp.PyArray_DATA(ops))
+        self.c.ops = <const int32_t *>self._hold(ops, np.int32)
 
     cdef void *_hold(self, a, dtype) except NULL:
         return hold(self.keep, a, dtype)

@@ -14,14 +14,17 @@ int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
     return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
 }
 
+/* The interpreter's inner pieces must inline where they are used, so that
+ * a constant n reaches them. */
+#define DS_ERK_INLINE static inline __attribute__((always_inline))
+
 /* out = y + h sum_j coef[j] K_j.  Tiny systems keep every sum in a
  * register; larger ones go stage by stage, so that the inner loop runs over
  * contiguous components (and vectorizes) and zero coefficients (common in
  * the higher-order tableaus) cost nothing.  Both add the terms in the same
  * order. */
-static inline __attribute__((always_inline))
-void combine_tiny(int n, const double *y, double h, const double *coef,
-                  int count, const double *K, double *out)
+DS_ERK_INLINE void combine_tiny(int n, const double *y, double h, const double *coef,
+                                int count, const double *K, double *out)
 {
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
     for (int j = 0; j < count; ++j)
@@ -31,15 +34,12 @@ void combine_tiny(int n, const double *y, double h, const double *coef,
         out[q] = y[q] + h * acc[q];
 }
 
-void ds_erk_combine(int n, const double *y, double h, const double *coef,
-                    int count, const double *K, double *out)
+DS_ERK_INLINE void combine(int n, const double *y, double h, const double *coef,
+                           int count, const double *K, double *out)
 {
-    switch (n) {   /* a constant n: the sums live in registers */
-    case 1: combine_tiny(1, y, h, coef, count, K, out); return;
-    case 2: combine_tiny(2, y, h, coef, count, K, out); return;
-    case 3: combine_tiny(3, y, h, coef, count, K, out); return;
-    case 4: combine_tiny(4, y, h, coef, count, K, out); return;
-    default: break;
+    if (n <= 4) {
+        combine_tiny(n, y, h, coef, count, K, out);
+        return;
     }
     if (count == 0) {
         memcpy(out, y, (size_t)n * sizeof(double));
@@ -59,13 +59,31 @@ void ds_erk_combine(int n, const double *y, double h, const double *coef,
         out[q] = y[q] + h * out[q];
 }
 
-int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
-                double t, const double *y, double h, double *K, double *ytmp,
-                double *y_new, double *y_stiff, int with_last, long *nfev)
+/* Calls `body` with n a compile-time constant for the tiny systems (their
+ * sums then live in registers), else with the variable n. */
+#define DS_WITH_TINY_N(n, body)            \
+    switch (n) {                           \
+    case 1: { const int n_ = 1; body; }    \
+    case 2: { const int n_ = 2; body; }    \
+    case 3: { const int n_ = 3; body; }    \
+    case 4: { const int n_ = 4; body; }    \
+    default: { const int n_ = (n); body; } \
+    }
+
+void ds_erk_combine(int n, const double *y, double h, const double *coef,
+                    int count, const double *K, double *out)
 {
-    const int n = rhs->n, s = tab->s;
+    DS_WITH_TINY_N(n, combine(n_, y, h, coef, count, K, out); return);
+}
+
+DS_ERK_INLINE int erk_step(int n, const ds_erk_tableau *tab, const ds_rhs *rhs,
+                           const double *p, double t, const double *y, double h,
+                           double *K, double *ytmp, double *y_new, double *y_stiff,
+                           int with_last, long *nfev)
+{
+    const int s = tab->s;
     for (int i = 1; i < s; ++i) {
-        ds_erk_combine(n, y, h, tab->A + (size_t)i * s, i, K, ytmp);
+        combine(n, y, h, tab->A + (size_t)i * s, i, K, ytmp);
         if (i == tab->stiffness_stage && y_stiff != NULL)
             memcpy(y_stiff, ytmp, (size_t)n * sizeof(double));
         ++*nfev;
@@ -73,12 +91,39 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
         if (rc)
             return rc;
     }
-    ds_erk_combine(n, y, h, tab->b, s, K, y_new);
+    combine(n, y, h, tab->b, s, K, y_new);
     if (with_last) {
         ++*nfev;
         return rhs->f(rhs->ctx, t + h, y_new, p, K + (size_t)s * n);
     }
     return 0;
+}
+
+int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
+                double t, const double *y, double h, double *K, double *ytmp,
+                double *y_new, double *y_stiff, int with_last, long *nfev)
+{
+    DS_WITH_TINY_N(rhs->n, return erk_step(n_, tab, rhs, p, t, y, h, K, ytmp, y_new,
+                                           y_stiff, with_last, nfev));
+}
+
+DS_ERK_INLINE double error_sum(int n_norm, int n, int stages, const double *e,
+                               const double *K, const double *y, const double *y_new,
+                               const double *rtol, int rtol_len,
+                               const double *atol, int atol_len)
+{
+    double sum = 0.0;
+    for (int q = 0; q < n_norm; ++q) {
+        const double ay = fabs(y[q]), an = fabs(y_new[q]);
+        const double scale = atol[atol_len == 1 ? 0 : q]
+                             + rtol[rtol_len == 1 ? 0 : q] * (ay > an ? ay : an);
+        double err = 0.0;
+        for (int i = 0; i < stages; ++i)
+            err += e[i] * K[(size_t)i * n + q];
+        err /= scale;
+        sum += err * err;
+    }
+    return sum;
 }
 
 double ds_erk_error_norm(const ds_erk_tableau *tab, int n_norm, int n, double h,
@@ -89,29 +134,20 @@ double ds_erk_error_norm(const ds_erk_tableau *tab, int n_norm, int n, double h,
     /* k_s holds stale data unless the estimate uses it: never touch it then
      * (0 * NaN would poison the norm). */
     const int stages = tab->s + ds_erk_error_uses_last_stage(tab);
-    double sum = 0.0, sum_low = 0.0;
-    for (int q = 0; q < n_norm; ++q) {
-        const double scale = atol[atol_len == 1 ? 0 : q]
-                             + rtol[rtol_len == 1 ? 0 : q]
-                               * fmax(fabs(y[q]), fabs(y_new[q]));
-        double err = 0.0, err_low = 0.0;
-        for (int i = 0; i < stages; ++i) {
-            const double k = K[(size_t)i * n + q];
-            err += tab->e[i] * k;
-            if (tab->e_low != NULL)
-                err_low += tab->e_low[i] * k;
-        }
-        err /= scale;
-        sum += err * err;
-        if (tab->e_low != NULL) {
-            err_low /= scale;
-            sum_low += err_low * err_low;
-        }
+    double sum;
+    if (n_norm == n) {
+        DS_WITH_TINY_N(n, sum = error_sum(n_, n_, stages, tab->e, K, y, y_new, rtol,
+                                          rtol_len, atol, atol_len); break);
+    } else {
+        sum = error_sum(n_norm, n, stages, tab->e, K, y, y_new, rtol, rtol_len, atol,
+                        atol_len);
     }
     if (tab->e_low == NULL)
         return fabs(h) * sqrt(sum / n_norm);
     /* Hairer's DOP853 estimate: the 5th-order error, damped where the
      * 3rd-order one says the 5th is pessimistic (scipy uses the same). */
+    const double sum_low = error_sum(n_norm, n, stages, tab->e_low, K, y, y_new, rtol,
+                                     rtol_len, atol, atol_len);
     if (sum == 0.0 && sum_low == 0.0)
         return 0.0;
     return fabs(h) * sum / sqrt((sum + 0.01 * sum_low) * n_norm);
@@ -150,15 +186,26 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
     }
 }
 
-void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weight)
+DS_ERK_INLINE void dense_weights(int d, int stages, const double *P, double theta,
+                                 double *weight)
 {
-    const int d = tab->d, stages = ds_erk_stage_count(tab);
     for (int i = 0; i < stages; ++i) {
-        const double *Pi = tab->P + (size_t)i * d;
+        const double *Pi = P + (size_t)i * d;
         double acc = Pi[d - 1];
         for (int j = d - 2; j >= 0; --j)
             acc = acc * theta + Pi[j];
         weight[i] = acc * theta;
+    }
+}
+
+void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weight)
+{
+    const int stages = ds_erk_stage_count(tab);
+    switch (tab->d) {   /* the shipped degrees, unrolled */
+    case 3: dense_weights(3, stages, tab->P, theta, weight); break;
+    case 4: dense_weights(4, stages, tab->P, theta, weight); break;
+    case 7: dense_weights(7, stages, tab->P, theta, weight); break;
+    default: dense_weights(tab->d, stages, tab->P, theta, weight); break;
     }
 }
 

@@ -188,6 +188,7 @@ cdef extern from "tape.h":
         const int32_t *lc_slot
         const double *lc_weight
         const int32_t *outputs
+        const int32_t *ops
 
     ctypedef struct ds_tape_ctx:
         const ds_tape *tape
@@ -198,6 +199,7 @@ cdef extern from "tape.h":
         int k_loaded
 
     int ds_tape_slot_count(const ds_tape *tape) nogil
+    void ds_tape_linearize(const ds_tape *tape, int32_t *ops) nogil
     size_t ds_tape_value_scratch(const ds_tape *tape) nogil
     size_t ds_tape_jvp_scratch(const ds_tape *tape, int k) nogil
     size_t ds_tape_vjp_scratch(const ds_tape *tape) nogil

@@ -151,7 +151,7 @@ static inline int arity(int code)
 /* Slots t and y, and p and the constants when asked: a solve's scratch
  * keeps its constants (loaded once by ds_tape_rhs_init) and its parameters
  * (loaded on the first call: p is fixed for the whole solve). */
-static void load_inputs(const ds_tape *tape, double *v, double t,
+DS_INLINE void load_inputs(const ds_tape *tape, double *v, double t,
                         const double *y, const double *p, int with_p,
                         int with_consts)
 {
@@ -410,24 +410,136 @@ DS_INLINE int reverse_block(const ds_tape *tape, const block *Bp, const double *
     }
 }
 
-/* All slot values (the reverse sweep reads them back). */
+void ds_tape_linearize(const ds_tape *tape, int32_t *ops)
+{
+    for (int bi = 0; bi < tape->n_blocks; ++bi) {
+        const block B = decode(tape, bi);
+        for (int i = 0; i < B.count; ++i, ops += 4) {
+            ops[0] = B.code;
+            ops[1] = ops[2] = ops[3] = 0;   /* slot 0 (t): a harmless read */
+            switch (B.code) {
+            case DS_OP_LINCOMB: case DS_OP_PROD:
+                ops[2] = B.a[i];
+                ops[3] = B.a[i + 1];
+                break;
+            case DS_OP_SUM:
+                ops[1] = B.a[2 * i];
+                ops[2] = B.a[2 * i + 1];
+                ops[3] = B.a[2 * i + 2];
+                break;
+            case DS_OP_SELECT:
+                ops[3] = B.c[i];
+                /* fall through */
+            default:
+                ops[1] = B.a[i];
+                if (B.code == DS_OP_POWI || arity(B.code) > 1)
+                    ops[2] = B.b[i];
+                break;
+            }
+        }
+    }
+    ops[0] = DS_OP_COUNT;   /* the end */
+    ops[1] = ops[2] = ops[3] = 0;
+}
+
+/* All slot values (the reverse sweep reads them back), op by op (tape.h);
+ * each op computes exactly what its block's loop computes.
+ *
+ * With GCC or Clang each op jumps straight to the next op's code (threaded
+ * dispatch through a label table): a switch in a loop pays a bounds check
+ * and a shared indirect jump per op, which for a small tape is much of the
+ * cost.  Not inlined, so that the label table has one home. */
+#if defined(__GNUC__) || defined(__clang__)
+#define DS_THREADED 1
+#else
+#define DS_THREADED 0
+#endif
+
 static void forward_values(const ds_tape *tape, double *v)
 {
     double *out = v + first_op_slot(tape);
-    for (int bi = 0; bi < tape->n_blocks; ++bi) {
-        const block B = decode(tape, bi);
-        forward_block(tape, &B, v, out);
-        out += B.count;
+    const int32_t *ls = tape->lc_slot;
+    const int32_t *op = tape->ops;
+#if DS_THREADED
+    static const void *const next[DS_OP_COUNT + 1] = {
+        [DS_OP_ADD] = &&op_ADD, [DS_OP_SUB] = &&op_SUB, [DS_OP_MUL] = &&op_MUL,
+        [DS_OP_DIV] = &&op_DIV, [DS_OP_NEG] = &&op_NEG, [DS_OP_POW] = &&op_other,
+        [DS_OP_POWI] = &&op_POWI, [DS_OP_ABS] = &&op_other, [DS_OP_EXP] = &&op_other,
+        [DS_OP_LOG] = &&op_other, [DS_OP_LOG1P] = &&op_other, [DS_OP_EXPM1] = &&op_other,
+        [DS_OP_SQRT] = &&op_other, [DS_OP_SIN] = &&op_other, [DS_OP_COS] = &&op_other,
+        [DS_OP_TAN] = &&op_other, [DS_OP_TANH] = &&op_other, [DS_OP_SINH] = &&op_other,
+        [DS_OP_COSH] = &&op_other, [DS_OP_ARCTAN] = &&op_other,
+        [DS_OP_ARCSIN] = &&op_other, [DS_OP_ARCCOS] = &&op_other,
+        [DS_OP_LT] = &&op_other, [DS_OP_LE] = &&op_other, [DS_OP_GT] = &&op_other,
+        [DS_OP_GE] = &&op_other, [DS_OP_EQ] = &&op_other, [DS_OP_NE] = &&op_other,
+        [DS_OP_SELECT] = &&op_other, [DS_OP_MAX] = &&op_other, [DS_OP_MIN] = &&op_other,
+        [DS_OP_LINCOMB] = &&op_LINCOMB, [DS_OP_SQUARE] = &&op_SQUARE,
+        [DS_OP_SUM] = &&op_SUM, [DS_OP_PROD] = &&op_PROD, [DS_OP_COUNT] = &&done,
+    };
+#define OP(name) op_##name:
+#define NEXT op += 4; ++out; goto *next[op[0]]
+    goto *next[op[0]];
+#else
+#define OP(name) case DS_OP_##name:
+#define NEXT break
+    for (; op[0] != DS_OP_COUNT; op += 4, ++out)
+    switch (op[0]) {
+#endif
+    OP(ADD) *out = v[op[1]] + v[op[2]]; NEXT;
+    OP(SUB) *out = v[op[1]] - v[op[2]]; NEXT;
+    OP(MUL) *out = v[op[1]] * v[op[2]]; NEXT;
+    OP(DIV) *out = v[op[1]] / v[op[2]]; NEXT;
+    OP(NEG) *out = -v[op[1]]; NEXT;
+    OP(SQUARE) *out = v[op[1]] * v[op[1]]; NEXT;
+    OP(SUM) {
+        double plus = 0.0, minus = 0.0;
+        for (int j = op[1]; j < op[2]; ++j)
+            plus += v[ls[j]];
+        for (int j = op[2]; j < op[3]; ++j)
+            minus += v[ls[j]];
+        *out = plus - minus;
+    } NEXT;
+    OP(PROD) {
+        const int32_t *f = ls + op[2];
+        if (op[3] - op[2] == 3) {   /* the common k y_a y_b of mass action */
+            *out = v[f[0]] * v[f[1]] * v[f[2]];
+        } else {
+            double acc = v[f[0]];
+            for (int j = op[2] + 1; j < op[3]; ++j)
+                acc *= v[ls[j]];
+            *out = acc;
+        }
+    } NEXT;
+    OP(LINCOMB) {
+        double acc = 0.0;
+        for (int j = op[2]; j < op[3]; ++j)
+            acc += tape->lc_weight[j] * v[ls[j]];
+        *out = acc;
+    } NEXT;
+    OP(POWI) *out = op_eval(DS_OP_POWI, v[op[1]], 0.0, 0.0, op[2], 0).v; NEXT;
+#if DS_THREADED
+    op_other:
+#else
+    default:
+#endif
+    *out = op_eval(op[0], v[op[1]], v[op[2]], v[op[3]], 0, 0).v; NEXT;
+#if DS_THREADED
+done:
+    return;
+#else
     }
+#endif
+#undef OP
+#undef NEXT
 }
 
-static void gather_outputs(const ds_tape *tape, const double *v, double *dy)
+DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
 {
     for (int q = 0; q < tape->n; ++q)
         dy[q] = v[tape->outputs[q]];
 }
 
-static void eval_values(const ds_tape *tape, double *scratch, double t,
+DS_INLINE void eval_values(const ds_tape *tape, double *scratch, double t,
                         const double *y, const double *p, double *dy,
                         int with_p, int with_consts)
 {

@@ -31,6 +31,13 @@
  * Every operand comes from an earlier block or an input, never from its own
  * block.  outputs[q] is the slot of dy[q].
  *
+ * The value pass runs the same program op by op instead, from `ops` (n_ops
+ * rows of {code, a, b, c}, made by ds_tape_linearize from the blocks): for a
+ * small tape, whose blocks hold an op or two, entering a block costs more
+ * than its loop saves.  Rows read like a block's operands: a, b, c slots
+ * (POWI: b the exponent); LINCOMB and PROD: terms [b, c) of lc_slot; SUM:
+ * plus terms [a, b), minus terms [b, c).
+ *
  * Three evaluations share the program:
  *   value            dy = f(t, y, p)
  *   k dual lanes     dy and dyd = J_y yd + J_p pd, all lanes in one pass
@@ -101,7 +108,12 @@ typedef struct ds_tape {
     const int32_t *lc_slot;   /* LINCOMB / SUM / PROD operand slots */
     const double *lc_weight;  /* LINCOMB weights (indexed like lc_slot) */
     const int32_t *outputs;   /* n */
+    const int32_t *ops;       /* 4 * (n_ops + 1): the program op by op (see
+                               * above), then a row with code DS_OP_COUNT */
 } ds_tape;
+
+/* Fills ops (4 * (n_ops + 1)) from the blocks; the value pass needs it. */
+void ds_tape_linearize(const ds_tape *tape, int32_t *ops);
 
 int ds_tape_slot_count(const ds_tape *tape);
 
