@@ -1,4 +1,5 @@
 """``solve_ivp``: scipy's interface, explicit Runge-Kutta and Rosenbrock loops in C."""
+import functools
 import inspect
 import warnings
 
@@ -210,10 +211,20 @@ def _validated_state(y0):
     return y0, dtype
 
 
+@functools.lru_cache(maxsize=64)
+def _scalar_tolerances(rtol, atol):
+    """Read-only arrays of two valid scalar tolerances; repeated solves (a
+    fit, a benchmark) reuse them."""
+    rtol_arr, atol_arr = np.array([rtol]), np.array([atol])
+    rtol_arr.setflags(write=False)
+    atol_arr.setflags(write=False)
+    return rtol_arr, atol_arr
+
+
 def _validated_tolerances(rtol, atol, n, stacklevel):
     if type(rtol) is float and type(atol) is float and 100 * EPS <= rtol < np.inf \
             and 0 <= atol < np.inf:   # the common case, without NumPy overhead
-        return np.array([rtol]), np.array([atol])
+        return _scalar_tolerances(rtol, atol)
     rtol = np.asarray(rtol, dtype=float)
     atol = np.asarray(atol, dtype=float)
     if rtol.ndim > 0 and rtol.shape != (n,):
@@ -269,17 +280,20 @@ def prepared_events(events):
 
 def native_options(options, n, t0, tf, known=_EXPLICIT_OPTIONS, stacklevel=4):
     """Validated options of the native explicit methods, scipy's messages."""
-    extraneous = set(options) - known
-    if extraneous:
+    if not known.issuperset(options):
+        extraneous = set(options) - known
         warnings.warn("The following arguments have no effect for a chosen "
                       f"solver: {', '.join(f'`{x}`' for x in sorted(extraneous))}.",
                       stacklevel=stacklevel)
-    rtol, atol = _validated_tolerances(options.get("rtol", 1e-3),
-                                       options.get("atol", 1e-6), n, stacklevel + 1)
-    max_step = float(options.get("max_step", np.inf))
-    if not max_step > 0:
-        raise ValueError("`max_step` must be positive.")
-    first_step = options.get("first_step")
+    get = options.get
+    rtol, atol = _validated_tolerances(get("rtol", 1e-3), get("atol", 1e-6), n,
+                                       stacklevel + 1)
+    max_step = get("max_step", np.inf)
+    if max_step is not np.inf:
+        max_step = float(max_step)
+        if not max_step > 0:
+            raise ValueError("`max_step` must be positive.")
+    first_step = get("first_step")
     if first_step is None:
         first_step = 0.0
     else:
@@ -288,12 +302,15 @@ def native_options(options, n, t0, tf, known=_EXPLICIT_OPTIONS, stacklevel=4):
             raise ValueError("`first_step` must be positive.")
         if first_step > abs(tf - t0):
             raise ValueError("`first_step` exceeds bounds.")
-    max_steps = options.get("max_steps", 1_000_000)
-    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
+    max_steps = get("max_steps", 1_000_000)
+    if type(max_steps) is not int and (
+            isinstance(max_steps, bool) or int(max_steps) != max_steps):
+        raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}.")
+    if max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}.")
     return dict(rtol=rtol, atol=atol, max_step=max_step, first_step=first_step,
                 max_steps=int(max_steps),
-                stiffness_check=bool(options.get("stiffness_check", True)))
+                stiffness_check=bool(get("stiffness_check", True)))
 
 
 def _solve_method(method, fun, t0, tf, y0, t_eval, dense_output, events,

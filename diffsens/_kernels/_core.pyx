@@ -815,6 +815,7 @@ def solve(tableau, fun, double t0, double t_bound,
     cdef cnp.ndarray rtolc = np.ascontiguousarray(rtol, dtype=np.float64)
     cdef cnp.ndarray atolc = np.ascontiguousarray(atol, dtype=np.float64)
     cdef cnp.ndarray t_evalc = None
+    cdef cnp.ndarray y_last
     cdef int rc
 
     if events:
@@ -908,7 +909,8 @@ def solve(tableau, fun, double t0, double t_bound,
             else:
                 break
         # where the solve stands (a stiff stop, say), for a restart elsewhere
-        y_last = np.asarray(<double[:S.n]>S.y).copy()
+        y_last = np.empty(S.n)
+        memcpy(<double *>cnp.PyArray_DATA(y_last), S.y, S.n * sizeof(double))
     finally:
         free(work)
 

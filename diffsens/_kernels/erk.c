@@ -209,14 +209,53 @@ void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weigh
     }
 }
 
+/* The interpolant at theta for a tiny system: each stage's weight goes
+ * straight into the sums, in the order ds_erk_combine adds them, so the
+ * result is the same to the bit as the weights-then-combine route below. */
+DS_ERK_INLINE void dense_direct_tiny(int n, int d, int stages, const double *P,
+                                     double h, const double *K, const double *y_old,
+                                     double theta, double *out)
+{
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    for (int i = 0; i < stages; ++i) {
+        const double *Pi = P + (size_t)i * d;
+        double w = Pi[d - 1];
+        for (int j = d - 2; j >= 0; --j)
+            w = w * theta + Pi[j];
+        w *= theta;
+        for (int q = 0; q < n; ++q)
+            acc[q] += w * K[(size_t)i * n + q];
+    }
+    for (int q = 0; q < n; ++q)
+        out[q] = y_old[q] + h * acc[q];
+}
+
+#define DS_DENSE_TINY(N)                                                           \
+    switch (tab->d) {                                                              \
+    case 3: dense_direct_tiny(N, 3, stages, tab->P, h, K, y_old, theta, out); return; \
+    case 4: dense_direct_tiny(N, 4, stages, tab->P, h, K, y_old, theta, out); return; \
+    case 7: dense_direct_tiny(N, 7, stages, tab->P, h, K, y_old, theta, out); return; \
+    default: dense_direct_tiny(N, tab->d, stages, tab->P, h, K, y_old, theta, out); return; \
+    }
+
 void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
                          const double *K, const double *y_old, double theta,
                          double *out)
 {
+    const int stages = ds_erk_stage_count(tab);
+    switch (n) {
+    case 1: DS_DENSE_TINY(1);
+    case 2: DS_DENSE_TINY(2);
+    case 3: DS_DENSE_TINY(3);
+    case 4: DS_DENSE_TINY(4);
+    default: break;
+    }
     double weight[DS_ERK_MAX_STAGES];
     ds_erk_dense_weights(tab, theta, weight);
-    ds_erk_combine(n, y_old, h, weight, ds_erk_stage_count(tab), K, out);
+    ds_erk_combine(n, y_old, h, weight, stages, K, out);
 }
+
+#undef DS_DENSE_TINY
 
 void ds_dense_eval(int n, int d, const double *y_old, const double *Q,
                    double theta, double *out)
