@@ -8,11 +8,6 @@ int ds_erk_stage_count(const ds_erk_tableau *tab)
     return tab->s + 1 + tab->r;
 }
 
-int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
-{
-    const int s = tab->s;
-    return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
-}
 
 /* The interpreter's inner pieces must inline where they are used, so that
  * a constant n reaches them. */

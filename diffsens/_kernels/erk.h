@@ -49,8 +49,13 @@ void ds_erk_combine(int n, const double *y, double h, const double *coef,
 int ds_erk_stage_count(const ds_erk_tableau *tab);
 
 /* Does the error estimate use k_s = f(t + h, y_new)?  If not, k_s is only
- * evaluated once a step has been accepted. */
-int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab);
+ * evaluated once a step has been accepted.  (Inline: the driver asks every
+ * step.) */
+static inline int ds_erk_error_uses_last_stage(const ds_erk_tableau *tab)
+{
+    const int s = tab->s;
+    return tab->e[s] != 0.0 || (tab->e_low != NULL && tab->e_low[s] != 0.0);
+}
 
 /*
  * Stages k_1..k_{s-1} (K[0] must hold f(t, y)), y_new, and k_s when

@@ -260,70 +260,6 @@ static inline int is_list_op(int code)
     return code == DS_OP_LINCOMB || code == DS_OP_SUM || code == DS_OP_PROD;
 }
 
-/* One block's results into out[0 .. count).  The common ops have their own
- * loops; the rest go through op_eval. */
-DS_INLINE void forward_block(const ds_tape *tape, const block *Bp, const double *v,
-                          double *out)
-{
-    const block B = *Bp;
-    const int32_t *a = B.a, *b = B.b;
-    switch (B.code) {
-    case DS_OP_ADD:
-        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] + v[b[i]];
-        break;
-    case DS_OP_SUB:
-        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] - v[b[i]];
-        break;
-    case DS_OP_MUL:
-        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] * v[b[i]];
-        break;
-    case DS_OP_DIV:
-        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] / v[b[i]];
-        break;
-    case DS_OP_NEG:
-        for (int i = 0; i < B.count; ++i) out[i] = -v[a[i]];
-        break;
-    case DS_OP_SQUARE:
-        for (int i = 0; i < B.count; ++i) out[i] = v[a[i]] * v[a[i]];
-        break;
-    case DS_OP_LINCOMB:
-        for (int i = 0; i < B.count; ++i) {
-            double acc = 0.0;
-            for (int j = a[i]; j < a[i + 1]; ++j)
-                acc += tape->lc_weight[j] * v[tape->lc_slot[j]];
-            out[i] = acc;
-        }
-        break;
-    case DS_OP_SUM:
-        for (int i = 0; i < B.count; ++i) {
-            double plus = 0.0, minus = 0.0;
-            for (int j = a[2 * i]; j < a[2 * i + 1]; ++j)
-                plus += v[tape->lc_slot[j]];
-            for (int j = a[2 * i + 1]; j < a[2 * i + 2]; ++j)
-                minus += v[tape->lc_slot[j]];
-            out[i] = plus - minus;
-        }
-        break;
-    case DS_OP_PROD:
-        for (int i = 0; i < B.count; ++i) {
-            const int32_t *f = tape->lc_slot + a[i];
-            if (a[i + 1] - a[i] == 3) {   /* the common k y_a y_b of mass action */
-                out[i] = v[f[0]] * v[f[1]] * v[f[2]];
-                continue;
-            }
-            double acc = v[f[0]];
-            for (int j = a[i] + 1; j < a[i + 1]; ++j)
-                acc *= v[tape->lc_slot[j]];
-            out[i] = acc;
-        }
-        break;
-    default:
-        for (int i = 0; i < B.count; ++i)
-            out[i] = eval_at(&B, v, i, 0).v;
-        break;
-    }
-}
-
 /* The reverse sweep over one block of a common op: adj[operands] +=
  * partials * g, g = gout[i] (the block's own adjoints).  Returns 0 for the
  * other ops, which the caller sweeps through op_eval. */
@@ -442,8 +378,15 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *ops)
     ops[1] = ops[2] = ops[3] = 0;
 }
 
-/* All slot values (the reverse sweep reads them back), op by op (tape.h);
- * each op computes exactly what its block's loop computes.
+DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
+{
+    for (int q = 0; q < tape->n; ++q)
+        dy[q] = v[tape->outputs[q]];
+}
+
+/* All slot values (the reverse sweep reads them back), op by op (tape.h),
+ * then the outputs into dy; each op computes exactly what its block's loop
+ * computes.
  *
  * With GCC or Clang each op jumps straight to the next op's code (threaded
  * dispatch through a label table): a switch in a loop pays a bounds check
@@ -455,7 +398,7 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *ops)
 #define DS_THREADED 0
 #endif
 
-static void forward_values(const ds_tape *tape, double *v)
+static void forward_values(const ds_tape *tape, double *v, double *dy)
 {
     double *out = v + first_op_slot(tape);
     const int32_t *ls = tape->lc_slot;
@@ -525,27 +468,21 @@ static void forward_values(const ds_tape *tape, double *v)
     *out = op_eval(op[0], v[op[1]], v[op[2]], v[op[3]], 0, 0).v; NEXT;
 #if DS_THREADED
 done:
-    return;
 #else
     }
 #endif
 #undef OP
 #undef NEXT
+    gather_outputs(tape, v, dy);
 }
 
-DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
-{
-    for (int q = 0; q < tape->n; ++q)
-        dy[q] = v[tape->outputs[q]];
-}
 
 DS_INLINE void eval_values(const ds_tape *tape, double *scratch, double t,
                         const double *y, const double *p, double *dy,
                         int with_p, int with_consts)
 {
     load_inputs(tape, scratch, t, y, p, with_p, with_consts);
-    forward_values(tape, scratch);
-    gather_outputs(tape, scratch, dy);
+    forward_values(tape, scratch, dy);
 }
 
 void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
@@ -564,115 +501,130 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
                     out + (size_t)i * n, i == 0, i == 0);
 }
 
-/* One block's values and k derivative lanes (d: slot-major).  The common
- * ops have their own loops; the rest go through op_eval's partials. */
-DS_INLINE void jvp_block(const ds_tape *tape, const block *Bp, double *v, double *d,
-                        int k, int slot)
+/* Every op's value and its k derivative lanes (d: slot-major), op by op as
+ * in the value pass and with the same arithmetic.  The common ops have their
+ * own lane loops; the rest go through op_eval's partials. */
+DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
 {
-    const block B = *Bp;
-    const int32_t *a = B.a, *b = B.b, *ls = tape->lc_slot;
-    double *out = v + slot;
-    forward_block(tape, &B, v, out);
-    switch (B.code) {
-    case DS_OP_ADD: case DS_OP_SUB: {
-        const double sb = B.code == DS_OP_ADD ? 1.0 : -1.0;
-        for (int i = 0; i < B.count; ++i) {
-            const double *da = d + (size_t)a[i] * k, *db = d + (size_t)b[i] * k;
-            double *dout = d + (size_t)(slot + i) * k;
-            for (int j = 0; j < k; ++j)
-                dout[j] = da[j] + sb * db[j];
+    const int32_t *ls = tape->lc_slot;
+    int slot = first_op_slot(tape);
+    for (const int32_t *op = tape->ops; op[0] != DS_OP_COUNT; op += 4, ++slot) {
+        double *out = v + slot, *dout = d + (size_t)slot * k;
+        const int code = op[0];
+        switch (code) {
+        case DS_OP_ADD: case DS_OP_SUB: {
+            const double *da = d + (size_t)op[1] * k, *db = d + (size_t)op[2] * k;
+            if (code == DS_OP_ADD) {
+                *out = v[op[1]] + v[op[2]];
+                for (int j = 0; j < k; ++j) dout[j] = da[j] + db[j];
+            } else {
+                *out = v[op[1]] - v[op[2]];
+                for (int j = 0; j < k; ++j) dout[j] = da[j] - db[j];
+            }
+            continue;
         }
-        return;
-    }
-    case DS_OP_MUL:
-        for (int i = 0; i < B.count; ++i) {
-            const double va = v[a[i]], vb = v[b[i]];
-            const double *da = d + (size_t)a[i] * k, *db = d + (size_t)b[i] * k;
-            double *dout = d + (size_t)(slot + i) * k;
+        case DS_OP_MUL: {
+            const double va = v[op[1]], vb = v[op[2]];
+            const double *da = d + (size_t)op[1] * k, *db = d + (size_t)op[2] * k;
+            *out = va * vb;
             for (int j = 0; j < k; ++j)
                 dout[j] = vb * da[j] + va * db[j];
+            continue;
         }
-        return;
-    case DS_OP_NEG:
-        for (int i = 0; i < B.count; ++i) {
-            const double *da = d + (size_t)a[i] * k;
-            double *dout = d + (size_t)(slot + i) * k;
+        case DS_OP_NEG: {
+            const double *da = d + (size_t)op[1] * k;
+            *out = -v[op[1]];
             for (int j = 0; j < k; ++j)
                 dout[j] = -da[j];
+            continue;
         }
-        return;
-    case DS_OP_SUM:
-        for (int i = 0; i < B.count; ++i) {
-            double *dout = d + (size_t)(slot + i) * k;
+        case DS_OP_SUM: {
+            double plus = 0.0, minus = 0.0;
             for (int j = 0; j < k; ++j)
                 dout[j] = 0.0;
-            for (int t_ = a[2 * i]; t_ < a[2 * i + 1]; ++t_) {
+            for (int t_ = op[1]; t_ < op[2]; ++t_) {
                 const double *ds = d + (size_t)ls[t_] * k;
+                plus += v[ls[t_]];
                 for (int j = 0; j < k; ++j)
                     dout[j] += ds[j];
             }
-            for (int t_ = a[2 * i + 1]; t_ < a[2 * i + 2]; ++t_) {
+            for (int t_ = op[2]; t_ < op[3]; ++t_) {
                 const double *ds = d + (size_t)ls[t_] * k;
+                minus += v[ls[t_]];
                 for (int j = 0; j < k; ++j)
                     dout[j] -= ds[j];
             }
+            *out = plus - minus;
+            continue;
         }
-        return;
-    case DS_OP_LINCOMB:
-        for (int i = 0; i < B.count; ++i) {
-            double *dout = d + (size_t)(slot + i) * k;
+        case DS_OP_LINCOMB: {
+            double acc = 0.0;
             for (int j = 0; j < k; ++j)
                 dout[j] = 0.0;
-            for (int t_ = a[i]; t_ < a[i + 1]; ++t_) {
+            for (int t_ = op[2]; t_ < op[3]; ++t_) {
                 const double w = tape->lc_weight[t_];
                 const double *ds = d + (size_t)ls[t_] * k;
+                acc += w * v[ls[t_]];
                 for (int j = 0; j < k; ++j)
                     dout[j] += w * ds[j];
             }
+            *out = acc;
+            continue;
         }
-        return;
-    case DS_OP_PROD:
-        for (int i = 0; i < B.count; ++i) {
-            if (a[i + 1] - a[i] == 3) {   /* the common k y_a y_b of mass action */
-                const int32_t *f3 = ls + a[i];
-                const double x0 = v[f3[0]], x1 = v[f3[1]], x2 = v[f3[2]];
+        case DS_OP_PROD: {
+            const int32_t *f = ls + op[2];
+            const int nf = op[3] - op[2];
+            if (nf == 3) {   /* the common k y_a y_b of mass action */
+                const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
                 const double c0 = x1 * x2, c1 = x0 * x2, c2 = x0 * x1;
-                const double *d0 = d + (size_t)f3[0] * k, *d1 = d + (size_t)f3[1] * k,
-                             *d2 = d + (size_t)f3[2] * k;
-                double *dout = d + (size_t)(slot + i) * k;
+                const double *d0 = d + (size_t)f[0] * k, *d1 = d + (size_t)f[1] * k,
+                             *d2 = d + (size_t)f[2] * k;
+                *out = x0 * x1 * x2;
                 for (int j = 0; j < k; ++j)
                     dout[j] = c0 * d0[j] + c1 * d1[j] + c2 * d2[j];
                 continue;
             }
-            int32_t fs[DS_PROD_MAX];
-            double coef[DS_PROD_MAX];
-            const int f = list_partials(tape, &B, i, v, fs, coef, DS_PROD_MAX);
-            double *dout = d + (size_t)(slot + i) * k;
-            const double *d0 = d + (size_t)fs[0] * k;
+            /* d/dx_i = the product of the others, without dividing */
+            double prefix[DS_PROD_MAX + 1], suffix[DS_PROD_MAX + 1];
+            prefix[0] = 1.0;
+            suffix[nf] = 1.0;
+            for (int i = 0; i < nf; ++i)
+                prefix[i + 1] = prefix[i] * v[f[i]];
+            for (int i = nf - 1; i >= 0; --i)
+                suffix[i] = suffix[i + 1] * v[f[i]];
+            double acc = v[f[0]];
+            for (int i = 1; i < nf; ++i)
+                acc *= v[f[i]];
+            *out = acc;
+            const double *d0 = d + (size_t)f[0] * k;
+            const double c0 = prefix[0] * suffix[1];
             for (int j = 0; j < k; ++j)
-                dout[j] = coef[0] * d0[j];
-            for (int t_ = 1; t_ < f; ++t_) {
-                const double *ds = d + (size_t)fs[t_] * k;
+                dout[j] = c0 * d0[j];
+            for (int i = 1; i < nf; ++i) {
+                const double ci = prefix[i] * suffix[i + 1];
+                const double *ds = d + (size_t)f[i] * k;
                 for (int j = 0; j < k; ++j)
-                    dout[j] += coef[t_] * ds[j];
+                    dout[j] += ci * ds[j];
             }
+            continue;
         }
-        return;
-    default:
-        break;
-    }
-    for (int i = 0; i < B.count; ++i) {
-        double *dout = d + (size_t)(slot + i) * k;
-        const local r = eval_at(&B, v, i, 1);
-        const double *da = d + (size_t)B.a[i] * k;
-        if (B.code == DS_OP_SELECT) {   /* the chosen branch's lanes */
-            const double *src = d + (size_t)(r.cb != 0.0 ? B.b[i] : B.c[i]) * k;
+        default:
+            break;
+        }
+        const int two = code == DS_OP_SELECT || (code != DS_OP_POWI && arity(code) > 1);
+        const local r = op_eval(code, v[op[1]], two ? v[op[2]] : 0.0,
+                                code == DS_OP_SELECT ? v[op[3]] : 0.0,
+                                code == DS_OP_POWI ? op[2] : 0, 1);
+        const double *da = d + (size_t)op[1] * k;
+        *out = r.v;
+        if (code == DS_OP_SELECT) {   /* the chosen branch's lanes */
+            const double *src = d + (size_t)(r.cb != 0.0 ? op[2] : op[3]) * k;
             memcpy(dout, src, (size_t)k * sizeof(double));
-        } else if (arity(B.code) == 1 || B.code == DS_OP_POWI || r.cb == 0.0) {
+        } else if (!two || r.cb == 0.0) {
             for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j];
         } else {
             /* a zero partial contributes nothing, even against inf lanes */
-            const double *db = d + (size_t)B.b[i] * k;
+            const double *db = d + (size_t)op[2] * k;
             if (r.ca == 0.0)
                 for (int j = 0; j < k; ++j) dout[j] = r.cb * db[j];
             else
@@ -704,12 +656,7 @@ DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const doubl
                (size_t)tape->n_const * k * sizeof(double));
     }
 
-    int slot = first_op_slot(tape);
-    for (int bi = 0; bi < tape->n_blocks; ++bi) {
-        const block B = decode(tape, bi);
-        jvp_block(tape, &B, v, d, k, slot);
-        slot += B.count;
-    }
+    jvp_ops(tape, v, d, k);
     gather_outputs(tape, v, dy);
     for (int q = 0; q < n; ++q) {
         const double *src = d + (size_t)tape->outputs[q] * k;
@@ -756,8 +703,7 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
     const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
     double *v = scratch, *adj = scratch + slots;
     load_inputs(tape, v, t, y, p, with_p, with_consts);
-    forward_values(tape, v);
-    gather_outputs(tape, v, dy);
+    forward_values(tape, v, dy);
     memset(adj, 0, (size_t)slots * sizeof(double));
     for (int q = 0; q < n; ++q)
         adj[tape->outputs[q]] += w[q];
@@ -817,8 +763,9 @@ static int tape_f(void *ctx, double t, const double *y, const double *p,
                   double *dy)
 {
     ds_tape_ctx *c = (ds_tape_ctx *)ctx;
-    eval_values(c->tape, c->scratch, t, y, p, dy, p != c->p_loaded, 0);
+    const int with_p = p != c->p_loaded;
     c->p_loaded = p;
+    eval_values(c->tape, c->scratch, t, y, p, dy, with_p, 0);
     return 0;
 }
 
