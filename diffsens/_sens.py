@@ -18,6 +18,7 @@ For the explicit Runge-Kutta methods both are the same augmented system
 ``fun``); they differ in what the error control sees.
 """
 import concurrent.futures
+import functools
 import math
 
 import numpy as np
@@ -95,10 +96,24 @@ class SensSolution:
 
 
 def _wrt_set(wrt):
+    if type(wrt) is str and wrt == "p":   # the default, without building sets
+        return _WRT_P
     items = (wrt,) if isinstance(wrt, str) else tuple(wrt)
     if not items or any(w not in ("p", "y0") for w in items):
         raise ValueError(f"`wrt` must be 'p', 'y0' or ('p', 'y0'), got {wrt!r}.")
-    return set(items)
+    return frozenset(items)
+
+
+_WRT_P = frozenset(("p",))
+
+
+@functools.lru_cache(maxsize=32)
+def _unit_seed(rows, total, first):
+    """The (rows, total) seed whose row i is direction first + i (read-only,
+    shared between solves: small fits solve the same shape again and again)."""
+    seed = np.eye(rows, total, first)
+    seed.setflags(write=False)
+    return seed
 
 
 def _validated_parameters(p):
@@ -250,8 +265,9 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     lanes_p = slice(0, m) if "p" in wrt else None
     lanes_y0 = slice(first_y0, first_y0 + n) if "y0" in wrt else None
     total = first_y0 + (n if lanes_y0 is not None else 0)
-    p_seed = np.eye(m, total) if lanes_p is not None else np.zeros((m, total))
-    s_seed = np.eye(n, total, first_y0) if lanes_y0 is not None else np.zeros((n, total))
+    p_seed = _unit_seed(m, total, 0) if lanes_p is not None else np.zeros((m, total))
+    s_seed = _unit_seed(n, total, first_y0) if lanes_y0 is not None \
+        else np.zeros((n, total))
     chunks = _chunks(total, chunk_size)
     if len(chunks) > 1 and error_control:
         raise ValueError("`chunk_size` splits the directions into separate solves, which "
@@ -283,23 +299,25 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         if raw["t"].shape != raws[0]["t"].shape or not np.array_equal(raw["t"], raws[0]["t"]):
             raise RuntimeError("sensitivity chunks took different steps")  # a bug, not input
 
+    # (item access: an OdeResult's attribute lookup runs Python code)
     results = [assemble(raw, t0, np.float64, t_eval, dense_output, events) for raw in raws]
     first = results[0]
     res = SensResult(first)
-    res.y = first.y[:n] if first.y.ndim == 2 else first.y
-    res.sens_method = sens
-    nt = len(first.t)
-    blocks = [r.y[n:].reshape(_width(lanes), n, nt) if nt else np.zeros((_width(lanes), n, 0))
-              for r, lanes in zip(results, chunks)]
+    y = first["y"]
+    res["y"] = y[:n] if y.ndim == 2 else y
+    res["sens_method"] = sens
+    nt = len(first["t"])
+    blocks = [r["y"][n:].reshape(_width(lanes), n, nt) if nt
+              else np.zeros((_width(lanes), n, 0)) for r, lanes in zip(results, chunks)]
     directions = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
     if lanes_p is not None:
-        res.sens = directions[lanes_p].transpose(1, 0, 2)
+        res["sens"] = directions[lanes_p].transpose(1, 0, 2)
     if lanes_y0 is not None:
-        res.sens_y0 = directions[lanes_y0].transpose(1, 0, 2)
+        res["sens_y0"] = directions[lanes_y0].transpose(1, 0, 2)
     if events is not None:
-        res.y_events = [ye[:, :n] if np.ndim(ye) == 2 else ye for ye in first.y_events]
+        res["y_events"] = [ye[:, :n] if np.ndim(ye) == 2 else ye for ye in first["y_events"]]
     if dense_output:
-        res.sol = SensSolution([(r.sol, _width(lanes)) for r, lanes in zip(results, chunks)],
-                               n, lanes_p, lanes_y0)
-    res.nfev = sum(r.nfev for r in results)
+        res["sol"] = SensSolution([(r["sol"], _width(lanes)) for r, lanes in zip(results, chunks)],
+                                  n, lanes_p, lanes_y0)
+    res["nfev"] = sum(r["nfev"] for r in results)
     return res
