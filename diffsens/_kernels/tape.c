@@ -10,9 +10,15 @@
 #define DS_INLINE static inline
 #endif
 
-int ds_tape_slot_count(const ds_tape *tape)
+/* (inline here: the exported one is called through the PLT) */
+static inline int slot_count(const ds_tape *tape)
 {
     return 1 + tape->n + tape->m + tape->n_const + tape->n_ops;
+}
+
+int ds_tape_slot_count(const ds_tape *tape)
+{
+    return slot_count(tape);
 }
 
 static int first_op_slot(const ds_tape *tape)
@@ -22,17 +28,17 @@ static int first_op_slot(const ds_tape *tape)
 
 size_t ds_tape_value_scratch(const ds_tape *tape)
 {
-    return (size_t)ds_tape_slot_count(tape);
+    return (size_t)slot_count(tape);
 }
 
 size_t ds_tape_jvp_scratch(const ds_tape *tape, int k)
 {
-    return (size_t)ds_tape_slot_count(tape) * (size_t)(k + 1);
+    return (size_t)slot_count(tape) * (size_t)(k + 1);
 }
 
 size_t ds_tape_vjp_scratch(const ds_tape *tape)
 {
-    return 2 * (size_t)ds_tape_slot_count(tape);
+    return 2 * (size_t)slot_count(tape);
 }
 
 static double powi(double x, int e)
@@ -184,167 +190,6 @@ DS_INLINE block decode(const ds_tape *tape, int index)
     return B;
 }
 
-DS_INLINE local eval_at(const block *B, const double *v, int i, int partials)
-{
-    const double a = v[B->a[i]];
-    switch (B->code) {
-    case DS_OP_POWI:
-        return op_eval(DS_OP_POWI, a, 0.0, 0.0, B->b[i], partials);
-    case DS_OP_SELECT:
-        return op_eval(DS_OP_SELECT, a, v[B->b[i]], v[B->c[i]], 0, partials);
-    default:
-        return op_eval(B->code, a, arity(B->code) > 1 ? v[B->b[i]] : 0.0, 0.0, 0,
-                       partials);
-    }
-}
-
-/* The operand list of a LINCOMB / SUM / PROD op and its partials: fills
- * slot[] and coef[] (capacity cap) and returns the count, or -1 if it does
- * not fit (the caller then walks LINCOMB terms directly). */
-static int list_partials(const ds_tape *tape, const block *B, int i,
-                         const double *v, int32_t *slot, double *coef, int cap)
-{
-    const int32_t *a = B->a, *ls = tape->lc_slot;
-    int count = 0;
-    switch (B->code) {
-    case DS_OP_LINCOMB:
-        if (a[i + 1] - a[i] > cap)
-            return -1;
-        for (int j = a[i]; j < a[i + 1]; ++j, ++count) {
-            slot[count] = ls[j];
-            coef[count] = tape->lc_weight[j];
-        }
-        return count;
-    case DS_OP_SUM:
-        if (a[2 * i + 2] - a[2 * i] > cap)
-            return -1;
-        for (int j = a[2 * i]; j < a[2 * i + 2]; ++j, ++count) {
-            slot[count] = ls[j];
-            coef[count] = j < a[2 * i + 1] ? 1.0 : -1.0;
-        }
-        return count;
-    default: { /* PROD: d/dx_k = product of the other factors */
-        const int f = a[i + 1] - a[i];
-        double prefix[DS_PROD_MAX + 1], suffix[DS_PROD_MAX + 1];
-        prefix[0] = 1.0;
-        suffix[f] = 1.0;
-        for (int k = 0; k < f; ++k)
-            prefix[k + 1] = prefix[k] * v[ls[a[i] + k]];
-        for (int k = f - 1; k >= 0; --k)
-            suffix[k] = suffix[k + 1] * v[ls[a[i] + k]];
-        for (int k = 0; k < f; ++k) {
-            slot[k] = ls[a[i] + k];
-            coef[k] = prefix[k] * suffix[k + 1];
-        }
-        return f;
-    }
-    }
-}
-
-#define LIST_CAP 32   /* list ops longer than this walk their terms directly */
-
-static void long_list_vjp(const ds_tape *tape, const block *B, int i, double g,
-                          double *adj)
-{
-    const int32_t *a = B->a;
-    const int sum = B->code == DS_OP_SUM;
-    const int lo = sum ? a[2 * i] : a[i], hi = sum ? a[2 * i + 2] : a[i + 1];
-    for (int t_ = lo; t_ < hi; ++t_) {
-        const double w = sum ? (t_ < a[2 * i + 1] ? 1.0 : -1.0) : tape->lc_weight[t_];
-        adj[tape->lc_slot[t_]] += w * g;
-    }
-}
-
-static inline int is_list_op(int code)
-{
-    return code == DS_OP_LINCOMB || code == DS_OP_SUM || code == DS_OP_PROD;
-}
-
-/* The reverse sweep over one block of a common op: adj[operands] +=
- * partials * g, g = gout[i] (the block's own adjoints).  Returns 0 for the
- * other ops, which the caller sweeps through op_eval. */
-DS_INLINE int reverse_block(const ds_tape *tape, const block *Bp, const double *v,
-                            const double *gout, double *adj)
-{
-    const block B = *Bp;
-    const int32_t *a = B.a, *b = B.b;
-    switch (B.code) {
-    case DS_OP_ADD:
-        for (int i = B.count - 1; i >= 0; --i) {
-            adj[a[i]] += gout[i];
-            adj[b[i]] += gout[i];
-        }
-        return 1;
-    case DS_OP_SUB:
-        for (int i = B.count - 1; i >= 0; --i) {
-            adj[a[i]] += gout[i];
-            adj[b[i]] -= gout[i];
-        }
-        return 1;
-    case DS_OP_MUL:
-        for (int i = B.count - 1; i >= 0; --i) {
-            const double g = gout[i], va = v[a[i]], vb = v[b[i]];
-            if (g == 0.0)   /* no 0 * inf from an unused infinite operand */
-                continue;
-            adj[a[i]] += vb * g;
-            adj[b[i]] += va * g;
-        }
-        return 1;
-    case DS_OP_NEG:
-        for (int i = B.count - 1; i >= 0; --i)
-            adj[a[i]] -= gout[i];
-        return 1;
-    case DS_OP_SQUARE:
-        for (int i = B.count - 1; i >= 0; --i)
-            if (gout[i] != 0.0)
-                adj[a[i]] += 2.0 * v[a[i]] * gout[i];
-        return 1;
-    case DS_OP_LINCOMB:
-        for (int i = B.count - 1; i >= 0; --i) {
-            const double g = gout[i];
-            for (int j = a[i]; j < a[i + 1]; ++j)
-                adj[tape->lc_slot[j]] += tape->lc_weight[j] * g;
-        }
-        return 1;
-    case DS_OP_SUM:
-        for (int i = B.count - 1; i >= 0; --i) {
-            const double g = gout[i];
-            for (int j = a[2 * i]; j < a[2 * i + 1]; ++j)
-                adj[tape->lc_slot[j]] += g;
-            for (int j = a[2 * i + 1]; j < a[2 * i + 2]; ++j)
-                adj[tape->lc_slot[j]] -= g;
-        }
-        return 1;
-    case DS_OP_PROD:
-        for (int i = B.count - 1; i >= 0; --i) {
-            const int32_t *f = tape->lc_slot + a[i];
-            const double g = gout[i];
-            if (g == 0.0)
-                continue;
-            if (a[i + 1] - a[i] == 3) {   /* k y_a y_b */
-                const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
-                adj[f[0]] += x1 * x2 * g;
-                adj[f[1]] += x0 * x2 * g;
-                adj[f[2]] += x0 * x1 * g;
-                continue;
-            }
-            /* d/dx_k = the product of the others, without dividing */
-            const int nf = a[i + 1] - a[i];
-            double suffix[DS_PROD_MAX + 1];
-            suffix[nf] = 1.0;
-            for (int k = nf - 1; k >= 0; --k)
-                suffix[k] = suffix[k + 1] * v[f[k]];
-            double prefix = g;
-            for (int k = 0; k < nf; ++k) {
-                adj[f[k]] += prefix * suffix[k + 1];
-                prefix *= v[f[k]];
-            }
-        }
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 void ds_tape_linearize(const ds_tape *tape, int32_t *ops)
 {
@@ -639,7 +484,7 @@ DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const doubl
                      const double *p, int k, const double *yd, const double *pd,
                      double *dy, double *dyd, int inputs_ready)
 {
-    const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
+    const int n = tape->n, m = tape->m, slots = slot_count(tape);
     double *v = scratch;
     double *d = scratch + slots;   /* partials, slot-major: d[slot * k + j] */
     load_inputs(tape, v, t, y, p, !inputs_ready, !inputs_ready);
@@ -700,7 +545,7 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
                       double *dy, double *wy, double *wp, int with_p,
                       int with_consts)
 {
-    const int n = tape->n, m = tape->m, slots = ds_tape_slot_count(tape);
+    const int n = tape->n, m = tape->m, slots = slot_count(tape);
     double *v = scratch, *adj = scratch + slots;
     load_inputs(tape, v, t, y, p, with_p, with_consts);
     forward_values(tape, v, dy);
@@ -708,42 +553,87 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
     for (int q = 0; q < n; ++q)
         adj[tape->outputs[q]] += w[q];
 
-    int slot = slots;
-    for (int bi = tape->n_blocks - 1; bi >= 0; --bi) {
-        const block B = decode(tape, bi);
-        slot -= B.count;
-        if (reverse_block(tape, &B, v, adj + slot, adj))
+    /* op by op, last to first (the order the blocks' loops took, so the
+     * adjoints sum in the same order) */
+    const int32_t *ls = tape->lc_slot;
+    const int first = first_op_slot(tape);
+    for (int i = tape->n_ops - 1; i >= 0; --i) {
+        const int32_t *op = tape->ops + 4 * (size_t)i;
+        const int code = op[0];
+        const double g = adj[first + i];
+        switch (code) {
+        case DS_OP_ADD:
+            adj[op[1]] += g;
+            adj[op[2]] += g;
             continue;
-        if (is_list_op(B.code)) {
-            for (int i = B.count - 1; i >= 0; --i) {
-                const double g = adj[slot + i];
-                if (g == 0.0)
-                    continue;
-                int32_t ls[LIST_CAP];
-                double coef[LIST_CAP];
-                const int terms = list_partials(tape, &B, i, v, ls, coef, LIST_CAP);
-                if (terms >= 0) {
-                    for (int t_ = 0; t_ < terms; ++t_)
-                        adj[ls[t_]] += coef[t_] * g;
-                } else {
-                    long_list_vjp(tape, &B, i, g, adj);
-                }
-            }
+        case DS_OP_SUB:
+            adj[op[1]] += g;
+            adj[op[2]] -= g;
+            continue;
+        case DS_OP_MUL: {
+            const double va = v[op[1]], vb = v[op[2]];
+            if (g == 0.0)   /* no 0 * inf from an unused infinite operand */
+                continue;
+            adj[op[1]] += vb * g;
+            adj[op[2]] += va * g;
             continue;
         }
-        for (int i = B.count - 1; i >= 0; --i) {
-            const double g = adj[slot + i];
+        case DS_OP_NEG:
+            adj[op[1]] -= g;
+            continue;
+        case DS_OP_SQUARE:
+            if (g != 0.0)
+                adj[op[1]] += 2.0 * v[op[1]] * g;
+            continue;
+        case DS_OP_LINCOMB:
+            for (int j = op[2]; j < op[3]; ++j)
+                adj[ls[j]] += tape->lc_weight[j] * g;
+            continue;
+        case DS_OP_SUM:
+            for (int j = op[1]; j < op[2]; ++j)
+                adj[ls[j]] += g;
+            for (int j = op[2]; j < op[3]; ++j)
+                adj[ls[j]] -= g;
+            continue;
+        case DS_OP_PROD: {
+            const int32_t *f = ls + op[2];
+            const int nf = op[3] - op[2];
             if (g == 0.0)
                 continue;
-            const local r = eval_at(&B, v, i, 1);
-            if (r.ca != 0.0)
-                adj[B.a[i]] += r.ca * g;
-            if (B.code == DS_OP_SELECT) {
-                adj[r.cb != 0.0 ? B.b[i] : B.c[i]] += g;
-            } else if (arity(B.code) == 2 && B.code != DS_OP_POWI && r.cb != 0.0) {
-                adj[B.b[i]] += r.cb * g;
+            if (nf == 3) {   /* k y_a y_b */
+                const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
+                adj[f[0]] += x1 * x2 * g;
+                adj[f[1]] += x0 * x2 * g;
+                adj[f[2]] += x0 * x1 * g;
+                continue;
             }
+            /* d/dx_k = the product of the others, without dividing */
+            double suffix[DS_PROD_MAX + 1];
+            suffix[nf] = 1.0;
+            for (int k = nf - 1; k >= 0; --k)
+                suffix[k] = suffix[k + 1] * v[f[k]];
+            double prefix = g;
+            for (int k = 0; k < nf; ++k) {
+                adj[f[k]] += prefix * suffix[k + 1];
+                prefix *= v[f[k]];
+            }
+            continue;
         }
+        default:
+            break;
+        }
+        if (g == 0.0)
+            continue;
+        const int two = code == DS_OP_SELECT || (code != DS_OP_POWI && arity(code) > 1);
+        const local r = op_eval(code, v[op[1]], two ? v[op[2]] : 0.0,
+                                code == DS_OP_SELECT ? v[op[3]] : 0.0,
+                                code == DS_OP_POWI ? op[2] : 0, 1);
+        if (r.ca != 0.0)
+            adj[op[1]] += r.ca * g;
+        if (code == DS_OP_SELECT)
+            adj[r.cb != 0.0 ? op[2] : op[3]] += g;
+        else if (two && r.cb != 0.0)
+            adj[op[2]] += r.cb * g;
     }
     memcpy(wy, adj + 1, (size_t)n * sizeof(double));
     if (wp && m)
