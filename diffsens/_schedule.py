@@ -1,16 +1,16 @@
 """Scheduling a recorded tape into blocks for the C interpreter.
 
-The tracer (``_trace.py``) records one scalar op at a time.  Interpreting that
-list op by op pays a dispatch and a round trip through memory per scalar,
-which is most of the cost for right-hand sides made of many small products
-and sums (mass-action kinetics).  So, before the C interpreter sees it:
+The tracer (``_trace.py``) records one scalar op at a time.  Each op costs
+the interpreter a dispatch and a round trip through memory, which is most of
+the cost for right-hand sides made of many small products and sums
+(mass-action kinetics).  So, before the C interpreter sees it:
 
 * chains of products ``(a * b) * c`` whose inner product has no other use
   become one PROD op, and linear combinations with unit weights become SUM
-  ops (no weights to load);
-* ops are grouped by dependency level and kind: every op of one kind whose
-  operands are ready at the same level goes into one block, and the
-  interpreter runs one tight loop per block.
+  ops (no weights to load): fewer ops to dispatch;
+* ops are grouped by dependency level and kind into blocks, the program
+  format the C side checks and keeps; it runs them op by op in that order
+  (``ds_tape_linearize``), with threaded dispatch.
 
 See ``_kernels/tape.h`` for the program format.
 """

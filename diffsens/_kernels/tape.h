@@ -2,9 +2,9 @@
  * The tape interpreter: a traced right-hand side evaluated in C.
  *
  * The tracer records a static SSA program of scalar ops (diffsens/_trace.py);
- * the scheduler (diffsens/_schedule.py) groups independent ops of the same
- * kind into blocks, and this interpreter runs one tight loop per block, so
- * the cost of dispatch is paid per block rather than per scalar op.
+ * the scheduler (diffsens/_schedule.py) fuses products and unit-weight sums
+ * and groups independent ops of the same kind into blocks, the format below.
+ * The interpreter runs the blocks' ops one by one (see `ops`).
  *
  * Slot layout:
  *
@@ -31,8 +31,8 @@
  * Every operand comes from an earlier block or an input, never from its own
  * block.  outputs[q] is the slot of dy[q].
  *
- * The value pass runs the same program op by op instead, from `ops` (n_ops
- * rows of {code, a, b, c}, made by ds_tape_linearize from the blocks): for a
+ * All three evaluations run the program op by op, from `ops` (n_ops rows
+ * of {code, a, b, c}, made by ds_tape_linearize from the blocks): for a
  * small tape, whose blocks hold an op or two, entering a block costs more
  * than its loop saves.  Rows read like a block's operands: a, b, c slots
  * (POWI: b the exponent); LINCOMB and PROD: terms [b, c) of lc_slot; SUM:
