@@ -8,9 +8,8 @@ int ds_erk_stage_count(const ds_erk_tableau *tab)
     return tab->s + 1 + tab->r;
 }
 
-
-/* The interpreter's inner pieces must inline where they are used, so that
- * a constant n reaches them. */
+/* The step's inner pieces must inline where they are used, so that a
+ * constant n reaches them. */
 #define DS_ERK_INLINE static inline __attribute__((always_inline))
 
 /* out = y + h sum_j coef[j] K_j.  Tiny systems keep every sum in a
@@ -54,8 +53,9 @@ DS_ERK_INLINE void combine(int n, const double *y, double h, const double *coef,
         out[q] = y[q] + h * out[q];
 }
 
-/* Calls `body` with n a compile-time constant for the tiny systems (their
- * sums then live in registers), else with the variable n. */
+/* Runs `body` with n_ a compile-time constant for the tiny systems (their
+ * sums then live in registers), else with n_ = n.  `body` must end in
+ * `return` or `break`: the cases do not fall through otherwise. */
 #define DS_WITH_TINY_N(n, body)            \
     switch (n) {                           \
     case 1: { const int n_ = 1; body; }    \
