@@ -22,6 +22,10 @@ extern "C" {
 /* The controller's memory before the first step, (floor)^beta2. */
 double ds_ctrl_initial_memory(int error_order);
 
+/* The smallest step from t in direction dir: 10 |nextafter(t, dir inf) - t|,
+ * scipy's floor. */
+double ds_ctrl_min_step(double t, int dir);
+
 /*
  * After a trial step of size *h_abs with error norm err (finite): on
  * acceptance (err <= 1) returns 1, sets *h_next (no growth right after a

@@ -1,5 +1,4 @@
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -313,20 +312,6 @@ static int finish_step(ds_solver *S, double t_new)
     return pb->rhs->f(pb->rhs->ctx, t_new, S->y_new, pb->p, target) ? DS_CALLBACK_STOP : 0;
 }
 
-/* |nextafter(t, dir * inf) - t| (scipy's step floor), without the libm call
- * that showed in the profile of small solves. */
-static double spacing(double t, int dir)
-{
-    if (!isfinite(t))
-        return fabs(nextafter(t, dir * INFINITY) - t);
-    if (t == 0.0)
-        return 4.9406564584124654e-324;   /* the smallest subnormal */
-    union { double d; uint64_t u; } bits = {t};
-    /* one unit in the last place away from zero, or towards it */
-    bits.u += (t > 0.0) == (dir > 0) ? 1 : (uint64_t)-1;
-    return fabs(bits.d - t);
-}
-
 /* One accepted step (rejections retried inside).  On return the state has
  * advanced: t_old/y_old hold the start, t/y the end, K (or U) the stages. */
 static int advance(ds_solver *S, double *h_taken)
@@ -334,7 +319,7 @@ static int advance(ds_solver *S, double *h_taken)
     const ds_problem *pb = &S->pb;
     const int dir = S->direction;
     const double t = S->t;
-    const double min_step = 10.0 * spacing(t, dir);
+    const double min_step = ds_ctrl_min_step(t, dir);
     double h_abs = S->h_abs, h = 0.0, t_new = t, h_next = 0.0;
     int rejected = 0, singular = 0, rc;
 

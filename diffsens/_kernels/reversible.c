@@ -203,7 +203,7 @@ static int advance(ds_reversible *R, double *t_taken)
         return 0;
     }
 
-    const double min_step = 10.0 * fabs(nextafter(t, dir * INFINITY) - t);
+    const double min_step = ds_ctrl_min_step(t, dir);
     const double target = R->t_eval_i < pb->n_eval ? pb->t_eval[R->t_eval_i]
                                                    : pb->t_bound;
     double h_abs = R->h_abs, h_next = 0.0, t_new = t;

@@ -346,6 +346,22 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
                     out + (size_t)i * n, i == 0, i == 0);
 }
 
+/* Whether an ops row's b is an operand slot (not unused, not an exponent). */
+static inline int reads_b_slot(int code)
+{
+    return code == DS_OP_SELECT || (code != DS_OP_POWI && arity(code) > 1);
+}
+
+/* An ops row's value and partials through op_eval (the ops without their
+ * own loops in the jvp and the reverse sweep). */
+static inline local row_partials(const int32_t *op, const double *v)
+{
+    const int code = op[0];
+    return op_eval(code, v[op[1]], reads_b_slot(code) ? v[op[2]] : 0.0,
+                   code == DS_OP_SELECT ? v[op[3]] : 0.0,
+                   code == DS_OP_POWI ? op[2] : 0, 1);
+}
+
 /* Every op's value and its k derivative lanes (d: slot-major), op by op as
  * in the value pass and with the same arithmetic.  The common ops have their
  * own lane loops; the rest go through op_eval's partials. */
@@ -456,10 +472,8 @@ DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
         default:
             break;
         }
-        const int two = code == DS_OP_SELECT || (code != DS_OP_POWI && arity(code) > 1);
-        const local r = op_eval(code, v[op[1]], two ? v[op[2]] : 0.0,
-                                code == DS_OP_SELECT ? v[op[3]] : 0.0,
-                                code == DS_OP_POWI ? op[2] : 0, 1);
+        const int two = reads_b_slot(code);
+        const local r = row_partials(op, v);
         const double *da = d + (size_t)op[1] * k;
         *out = r.v;
         if (code == DS_OP_SELECT) {   /* the chosen branch's lanes */
@@ -624,10 +638,8 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
         }
         if (g == 0.0)
             continue;
-        const int two = code == DS_OP_SELECT || (code != DS_OP_POWI && arity(code) > 1);
-        const local r = op_eval(code, v[op[1]], two ? v[op[2]] : 0.0,
-                                code == DS_OP_SELECT ? v[op[3]] : 0.0,
-                                code == DS_OP_POWI ? op[2] : 0, 1);
+        const int two = reads_b_slot(code);
+        const local r = row_partials(op, v);
         if (r.ca != 0.0)
             adj[op[1]] += r.ca * g;
         if (code == DS_OP_SELECT)
