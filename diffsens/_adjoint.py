@@ -331,7 +331,8 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
     solve = _core.AdjointSolve(tableau, kernel_fun, t0, tf, z0, p, rtol, atol,
                                opt["max_step"], opt["first_step"], opt["max_steps"],
                                outputs, interval,
-                               RECORD_BYTES if checkpoints is None else 0)
+                               RECORD_BYTES if checkpoints is None else 0,
+                               interpolants=adjoint != "discrete")
     return _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, None,
                         lambda W: solve.backward(W, adjoint, a_rtol, a_atol, int(nodes)))
 

@@ -35,6 +35,7 @@ cdef class AdjointSolve:
     cdef bint release_gil, rosenbrock
     cdef list snapshots        # (solver bytes, y, f0) at each checkpoint
     cdef Py_ssize_t record_bytes   # keep the forward steps while they fit
+    cdef bint interpolants         # ... with their interpolants (not for 'discrete')
     cdef OutputBuffers recorded    # ... the forward steps' interpolants, or None
     cdef list bounds               # stretch c is recorded steps bounds[c:c + 2]
     cdef readonly object t_out, y_out
@@ -48,7 +49,7 @@ cdef class AdjointSolve:
     def __init__(self, tableau, fun, double t0, double t_bound, cnp.ndarray y0,
                  p, cnp.ndarray rtol, cnp.ndarray atol, double max_step,
                  double first_step, long max_steps, t_eval, long interval,
-                 Py_ssize_t record_bytes=0):
+                 Py_ssize_t record_bytes=0, bint interpolants=True):
         self.method = c_tableau(tableau)
         self.rosenbrock = isinstance(self.method, CRosTableau)
         self.n = y0.shape[0]
@@ -70,6 +71,7 @@ cdef class AdjointSolve:
         self.t_evalc = None if t_eval is None else np.ascontiguousarray(t_eval, dtype=np.float64)
         self.interval = interval
         self.record_bytes = record_bytes
+        self.interpolants = interpolants or self.rosenbrock
         self.recorded = None
         _bind_method(&self.pb, self.method)
         self.pb.jac_rhs = &self.rhs.c if self.rosenbrock else NULL
@@ -139,19 +141,22 @@ cdef class AdjointSolve:
         """Integrates y, keeping checkpoints; returns (status, message).
 
         With ``record_bytes`` it also keeps every step's interpolant while
-        they fit, so the backward pass need not re-run the stretches."""
+        they fit, so the backward pass need not re-run the stretches (an
+        explicit method's stages too; without ``interpolants``, only those)."""
         cdef int d = _dense_degree(&self.pb)
         cdef Py_ssize_t points = self.t_evalc.shape[0] if self.t_evalc is not None else 64
         cdef Py_ssize_t room = self.interval + 2
         cdef Py_ssize_t stage_width = (0 if self.rosenbrock else
                                        ds_erk_stage_count(self.pb.erk) * self.n)
-        cdef Py_ssize_t step_bytes = 8 * (3 + self.n * (1 + d) + stage_width)
+        cdef bint only_stages = stage_width > 0 and not self.interpolants
+        cdef Py_ssize_t step_bytes = 8 * (3 + self.n * (1 + (0 if only_stages else d))
+                                          + stage_width)
         cdef bint record = self.record_bytes >= room * step_bytes
         cdef OutputBuffers out = OutputBuffers(self.n, d, max(points, 1), record,
                                                room if record else 0, 0)
         cdef int rc
         if record and stage_width:   # the discrete adjoint then recomputes none
-            out.keep_stages(stage_width)
+            out.keep_stages(stage_width, not only_stages)
         ds_solver_init(&self.S, &self.pb, self.work)
         self.snapshots = [self._snapshot()]
         self.bounds = [0]
@@ -214,7 +219,7 @@ cdef class AdjointSolve:
         seg.seg_h = rec.seg_h[lo:hi]
         seg.seg_t_end = rec.seg_t_end[lo:hi]
         seg.seg_y_old = rec.seg_y_old[lo:hi]
-        seg.seg_Q = rec.seg_Q[lo:hi]
+        seg.seg_Q = rec.seg_Q[lo:hi]   # (zero width without interpolants)
         if rec.seg_K is not None:
             seg.seg_K = rec.seg_K[lo:hi]
             seg.c.seg_K = <double *>cnp.PyArray_DATA(seg.seg_K)
@@ -222,7 +227,7 @@ cdef class AdjointSolve:
         seg.c.seg_h = <double *>cnp.PyArray_DATA(seg.seg_h)
         seg.c.seg_t_end = <double *>cnp.PyArray_DATA(seg.seg_t_end)
         seg.c.seg_y_old = <double *>cnp.PyArray_DATA(seg.seg_y_old)
-        seg.c.seg_Q = <double *>cnp.PyArray_DATA(seg.seg_Q)
+        seg.c.seg_Q = <double *>cnp.PyArray_DATA(seg.seg_Q) if rec.d else NULL
         seg.c.seg_len = seg.c.seg_cap = hi - lo
         seg.c.store_dense = 1
         return seg

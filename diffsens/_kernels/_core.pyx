@@ -692,15 +692,21 @@ cdef class OutputBuffers:
         self.c.seg_h = <double *>cnp.PyArray_DATA(self.seg_h)
         self.c.seg_t_end = <double *>cnp.PyArray_DATA(self.seg_t_end)
         self.c.seg_y_old = <double *>cnp.PyArray_DATA(self.seg_y_old)
-        self.c.seg_Q = <double *>cnp.PyArray_DATA(self.seg_Q)
+        # d = 0: stages only, no interpolants (the C side then builds none)
+        self.c.seg_Q = <double *>cnp.PyArray_DATA(self.seg_Q) if self.d else NULL
         if self.stage_width:
             self.seg_K = grow(self.seg_K, cap, self.stage_width)
             self.c.seg_K = <double *>cnp.PyArray_DATA(self.seg_K)
         self.c.seg_cap = cap
 
-    cdef void keep_stages(self, Py_ssize_t width):
-        """Keep each step's stages too (explicit RK; `width` doubles a step)."""
+    cdef void keep_stages(self, Py_ssize_t width, bint interpolants):
+        """Keep each step's stages too (explicit RK; `width` doubles a step),
+        and without `interpolants` only them: the discrete adjoint needs no
+        interpolant, and building one costs d combinations of the stages."""
         self.stage_width = width
+        if not interpolants:
+            self.d = 0
+            self.seg_Q = None
         self._segments(self.c.seg_cap)
 
     cdef void _events(self, Py_ssize_t cap):

@@ -617,16 +617,19 @@ static int record_step(ds_solver *S, ds_output *out, double h, int *terminate)
     int rc;
 
     if (out->store_dense) {
-        if ((rc = need_dense(S, &ds)))
+        if (out->seg_Q != NULL && (rc = need_dense(S, &ds)))
             return rc;
         const long j = out->seg_len++;
         out->seg_t_old[j] = S->t_old;
         out->seg_h[j] = h;
         out->seg_t_end[j] = S->t;
         memcpy(out->seg_y_old + (size_t)j * n, S->y_old, (size_t)n * sizeof(double));
-        memcpy(out->seg_Q + (size_t)j * n * d, S->Q, (size_t)n * d * sizeof(double));
+        if (out->seg_Q != NULL)
+            memcpy(out->seg_Q + (size_t)j * n * d, S->Q, (size_t)n * d * sizeof(double));
         if (out->seg_K != NULL && pb->erk) {
             const size_t width = (size_t)ds_erk_stage_count(pb->erk) * n;
+            if (need_stages(S, &ds))
+                return DS_CALLBACK_STOP;
             memcpy(out->seg_K + j * width, S->K, width * sizeof(double));
         }
     }

@@ -47,7 +47,9 @@ typedef struct ds_output {
     /* per-step interpolants (only when store_dense) */
     int store_dense;
     double *seg_t_old, *seg_h, *seg_t_end;  /* seg_cap each */
-    double *seg_y_old, *seg_Q;              /* seg_cap * n, seg_cap * n * d */
+    double *seg_y_old, *seg_Q;              /* seg_cap * n, seg_cap * n * d;
+                                             * seg_Q NULL: no interpolants
+                                             * (then seg_K keeps the steps) */
     double *seg_K;            /* explicit RK: each step's stages (seg_cap *
                                * (s + 1 + r) * n), or NULL: not kept */
     long seg_len, seg_cap;
