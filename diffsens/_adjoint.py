@@ -33,6 +33,7 @@ increment).  Steps land on every ``t_eval`` point (outputs are steps, not
 interpolants).  Each step costs two base steps forward and about four
 backward; ``checkpoints`` is ignored.  See reversible.h.
 """
+import math
 import weakref
 import warnings
 
@@ -62,6 +63,8 @@ RECORD_BYTES = 64 * 2**20
 FORWARD_LIMIT = 100
 _OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
             "adjoint_rtol", "adjoint_atol", "quadrature_nodes", "reversible_coupling"}
+_FORWARD_OPTIONS = _OPTIONS - {"adjoint_rtol", "adjoint_atol", "quadrature_nodes",
+                               "reversible_coupling"}
 
 
 class GradientResult(OdeResult):
@@ -122,7 +125,9 @@ def _traced_loss(loss, shape, m):
     the first of Y.size outputs (the others zero, as the tape's outputs match
     its inputs), or None when it does not trace.  Kept per function."""
     try:
-        per_shape = _TRACED_LOSSES.setdefault(loss, {})
+        per_shape = _TRACED_LOSSES.get(loss)   # (cheaper than setdefault's weakref)
+        if per_shape is None:
+            per_shape = _TRACED_LOSSES.setdefault(loss, {})
     except TypeError:       # not weakly referable (a builtin, a bound method)
         return None
     key = (shape, m)
@@ -201,7 +206,7 @@ def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
     if checkpoints is not None:
         checkpoints = _positive_int(checkpoints, "checkpoints")
     t0, tf = map(float, t_span)
-    if not (np.isfinite(t0) and np.isfinite(tf)):
+    if not (math.isfinite(t0) and math.isfinite(tf)):
         raise ValueError("`t_span` must hold finite `t0` and `tf`.")
     p = _validated_parameters(p)
     y0 = _validated_real_state(y0, "gradients")
@@ -310,11 +315,10 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
             # not traceable: dual numbers through the Python functions
     N = z0.shape[0]
     kernel_fun = _kernel_fun(system, N, m, p, args)
-    opt = native_options(options, N, t0, tf, known=_OPTIONS - {
-        "adjoint_rtol", "adjoint_atol", "quadrature_nodes", "reversible_coupling"})
+    opt = native_options(options, N, t0, tf, known=_FORWARD_OPTIONS)
     rtol, atol = opt["rtol"], opt["atol"]
-    a_rtol = float(np.min(rtol)) if adjoint_rtol is None else float(adjoint_rtol)
-    a_atol = float(np.min(atol)) if adjoint_atol is None else float(adjoint_atol)
+    a_rtol = _smallest(rtol) if adjoint_rtol is None else float(adjoint_rtol)
+    a_atol = _smallest(atol) if adjoint_atol is None else float(adjoint_atol)
     tableau = _tableau(method)
     if nodes is None:
         nodes = min(5, max(2, (getattr(tableau, "order", 4) + 2) // 2))
@@ -337,6 +341,11 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
                         lambda W: solve.backward(W, adjoint, a_rtol, a_atol, int(nodes)))
 
 
+def _smallest(tol):
+    """The smallest of a tolerance array (most are one number)."""
+    return float(tol[0]) if tol.shape[0] == 1 else float(tol.min())
+
+
 def _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, n_checkpoints, backward):
     """The forward pass, the loss's jumps of lambda, the backward pass
     (``backward(W)`` -> grad_p, lambda(t0), status, message)."""
@@ -345,26 +354,27 @@ def _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, n_checkpoints, backward
                          n_checkpoints=(solve.n_checkpoints if n_checkpoints is None
                                         else n_checkpoints),
                          adjoint=adjoint, status=status, message=message,
-                         success=status == 0, value=None, grad_p=np.full(m, np.nan),
-                         grad_y0=np.full(n, np.nan), nfev_adjoint=0, n_steps=solve.n_steps)
-    if status != 0:
-        return res
-    grad_p_direct = np.zeros(m)
-    if dgdy is not None:
-        W = dgdy
-    elif loss is not None:
-        res.value, W, grad_p_direct = _loss_derivatives(loss, solve.y_out, p)
-    else:   # g: the integral is the last state's final value
-        res.value = float(solve.y_out[n, -1])
-        W = np.zeros((N, 1))
-        W[n, 0] = 1.0
-    grad_p, lam, status, message = backward(np.asarray(W, dtype=float))
-    res.status, res.success = status, status == 0
-    if status != 0:
-        res.message = message
-    res.nfev_adjoint = solve.nfev_backward
-    res.grad_p = np.asarray(grad_p) + grad_p_direct
-    res.grad_y0 = np.asarray(lam)[:n]
+                         success=status == 0, value=None, nfev_adjoint=0,
+                         n_steps=solve.n_steps)
+    if status == 0:
+        grad_p_direct = None
+        if dgdy is not None:
+            W = dgdy
+        elif loss is not None:
+            res["value"], W, grad_p_direct = _loss_derivatives(loss, solve.y_out, p)
+        else:   # g: the integral is the last state's final value
+            res["value"] = float(solve.y_out[n, -1])
+            W = np.zeros((N, 1))
+            W[n, 0] = 1.0
+        grad_p, lam, status, message = backward(np.asarray(W, dtype=float))
+        res["nfev_adjoint"] = solve.nfev_backward
+        if status == 0:
+            grad_p = np.asarray(grad_p)
+            res["grad_p"] = grad_p if grad_p_direct is None else grad_p + grad_p_direct
+            res["grad_y0"] = np.asarray(lam)[:n]
+            return res
+        res["status"], res["success"], res["message"] = status, False, message
+    res["grad_p"], res["grad_y0"] = np.full(m, np.nan), np.full(n, np.nan)
     return res
 
 

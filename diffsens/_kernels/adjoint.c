@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "adjoint.h"
+#include "tiny.h"
 
 /* The forward step holding t (the cursor moves there). */
 static long locate(ds_interp *interp, double t)
@@ -263,15 +264,16 @@ int ds_adjoint_quadrature(ds_adjoint_ctx *c, ds_interp *lam, int nodes,
     return 0;
 }
 
-int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
-                        double t, const double *y, double h, const double *K_known,
-                        double *K,
-                        double *stage_y, double *kbar, int n_out,
-                        const double *theta, const double *w, double *lam,
-                        double *pbar, long *nfev)
+/* ds_erk_step_adjoint with n a parameter, so that tiny systems get it as a
+ * constant (tiny.h): their loops over n are most of the step's own cost. */
+DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx *c,
+                                double t, const double *y, double h,
+                                const double *K_known, double *K, double *stage_y,
+                                double *kbar, int n_out, const double *theta,
+                                const double *w, double *lam, double *pbar, long *nfev)
 {
     const ds_rhs *b = c->base;
-    const int n = b->n, m = b->m, s = tab->s, r = tab->r, d = tab->d;
+    const int m = b->m, s = tab->s, r = tab->r, d = tab->d;
     const int width = s + 1 + r;
     const scratch_view v = view(c);
     int rc;
@@ -372,6 +374,18 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
     }
     memcpy(lam, ybar, (size_t)n * sizeof(double));
     return 0;
+}
+
+int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
+                        double t, const double *y, double h, const double *K_known,
+                        double *K,
+                        double *stage_y, double *kbar, int n_out,
+                        const double *theta, const double *w, double *lam,
+                        double *pbar, long *nfev)
+{
+    DS_WITH_TINY_N(c->base->n,
+                   return step_adjoint(n_, tab, c, t, y, h, K_known, K, stage_y, kbar,
+                                       n_out, theta, w, lam, pbar, nfev));
 }
 
 int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,

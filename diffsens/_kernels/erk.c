@@ -2,22 +2,20 @@
 #include <string.h>
 
 #include "erk.h"
+#include "tiny.h"
 
 int ds_erk_stage_count(const ds_erk_tableau *tab)
 {
     return tab->s + 1 + tab->r;
 }
 
-/* The step's inner pieces must inline where they are used, so that a
- * constant n reaches them. */
-#define DS_ERK_INLINE static inline __attribute__((always_inline))
 
 /* out = y + h sum_j coef[j] K_j.  Tiny systems keep every sum in a
  * register; larger ones go stage by stage, so that the inner loop runs over
  * contiguous components (and vectorizes) and zero coefficients (common in
  * the higher-order tableaus) cost nothing.  Both add the terms in the same
  * order. */
-DS_ERK_INLINE void combine_tiny(int n, const double *y, double h, const double *coef,
+DS_TINY_INLINE void combine_tiny(int n, const double *y, double h, const double *coef,
                                 int count, const double *K, double *out)
 {
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
@@ -28,7 +26,7 @@ DS_ERK_INLINE void combine_tiny(int n, const double *y, double h, const double *
         out[q] = y[q] + h * acc[q];
 }
 
-DS_ERK_INLINE void combine(int n, const double *y, double h, const double *coef,
+DS_TINY_INLINE void combine(int n, const double *y, double h, const double *coef,
                            int count, const double *K, double *out)
 {
     if (n <= 4) {
@@ -53,25 +51,13 @@ DS_ERK_INLINE void combine(int n, const double *y, double h, const double *coef,
         out[q] = y[q] + h * out[q];
 }
 
-/* Runs `body` with n_ a compile-time constant for the tiny systems (their
- * sums then live in registers), else with n_ = n.  `body` must end in
- * `return` or `break`: the cases do not fall through otherwise. */
-#define DS_WITH_TINY_N(n, body)            \
-    switch (n) {                           \
-    case 1: { const int n_ = 1; body; }    \
-    case 2: { const int n_ = 2; body; }    \
-    case 3: { const int n_ = 3; body; }    \
-    case 4: { const int n_ = 4; body; }    \
-    default: { const int n_ = (n); body; } \
-    }
-
 void ds_erk_combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out)
 {
     DS_WITH_TINY_N(n, combine(n_, y, h, coef, count, K, out); return);
 }
 
-DS_ERK_INLINE int erk_step(int n, const ds_erk_tableau *tab, const ds_rhs *rhs,
+DS_TINY_INLINE int erk_step(int n, const ds_erk_tableau *tab, const ds_rhs *rhs,
                            const double *p, double t, const double *y, double h,
                            double *K, double *ytmp, double *y_new, double *y_stiff,
                            int with_last, long *nfev)
@@ -102,7 +88,7 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
                                            y_stiff, with_last, nfev));
 }
 
-DS_ERK_INLINE double error_sum(int n_norm, int n, int stages, const double *e,
+DS_TINY_INLINE double error_sum(int n_norm, int n, int stages, const double *e,
                                const double *K, const double *y, const double *y_new,
                                const double *rtol, int rtol_len,
                                const double *atol, int atol_len)
@@ -181,7 +167,7 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
     }
 }
 
-DS_ERK_INLINE void dense_weights(int d, int stages, const double *P, double theta,
+DS_TINY_INLINE void dense_weights(int d, int stages, const double *P, double theta,
                                  double *weight)
 {
     for (int i = 0; i < stages; ++i) {
@@ -207,7 +193,7 @@ void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weigh
 /* The interpolant at theta for a tiny system: each stage's weight goes
  * straight into the sums, in the order ds_erk_combine adds them, so the
  * result is the same to the bit as the weights-then-combine route below. */
-DS_ERK_INLINE void dense_direct_tiny(int n, int d, int stages, const double *P,
+DS_TINY_INLINE void dense_direct_tiny(int n, int d, int stages, const double *P,
                                      double h, const double *K, const double *y_old,
                                      double theta, double *out)
 {
