@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "rosenbrock.h"
+#include "tiny.h"
 
 #define SQRT_EPS 1.4901161193847656e-08
 
@@ -88,7 +89,7 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
 
 /* x <- W^{-1} x for `count` right-hand sides of length n, W = P L U as
  * dgetrf leaves it (column-major, 1-based pivots). */
-static void solve_blocks(const ds_lapack *lapack, int n, int count,
+DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
                          const double *LU, const int *ipiv, double *x)
 {
     if (n > DS_ROS_SMALL) {
@@ -131,15 +132,17 @@ static void solve_blocks(const ds_lapack *lapack, int n, int count,
     }
 }
 
-int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
-                const ds_coupling *coupling,
-                const ds_lapack *lapack, const double *p, const double *M,
-                double t, const double *y, const double *f0,
-                const double *dfdt, double h, double *W, int *ipiv, double *U,
-                double *ytmp, double *work, double *y_new, double *err,
-                long *nfev)
+/* ds_ros_step with the sizes as parameters, so that a tiny system without
+ * sensitivity blocks gets them as constants (tiny.h). */
+DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
+                            const ds_rhs *rhs, const ds_coupling *coupling,
+                            const ds_lapack *lapack, const double *p, const double *M,
+                            double t, const double *y, const double *f0,
+                            const double *dfdt, double h, double *W, int *ipiv,
+                            double *U, double *ytmp, double *work, double *y_new,
+                            double *err, long *nfev)
 {
-    const int n = rhs->n, s = tab->s;
+    const int s = tab->s;
     /* the N states are N / n_block blocks sharing W */
     const int blocks = n / n_block;
     int rc;
@@ -233,6 +236,22 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
     for (int q = 0; q < n; ++q)
         y_new[q] += y[q];
     return 0;
+}
+
+int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
+                const ds_coupling *coupling,
+                const ds_lapack *lapack, const double *p, const double *M,
+                double t, const double *y, const double *f0,
+                const double *dfdt, double h, double *W, int *ipiv, double *U,
+                double *ytmp, double *work, double *y_new, double *err,
+                long *nfev)
+{
+#define ROS_STEP(N, N_BLOCK) ros_step(N, N_BLOCK, tab, rhs, coupling, lapack, p, M, t, y, \
+                                      f0, dfdt, h, W, ipiv, U, ytmp, work, y_new, err, nfev)
+    if (n_block == rhs->n)
+        DS_WITH_TINY_N(rhs->n, return ROS_STEP(n_, n_));
+    return ROS_STEP(rhs->n, n_block);
+#undef ROS_STEP
 }
 
 void ds_ros_dense_coefficients(const ds_ros_tableau *tab, int n,
