@@ -241,6 +241,21 @@ void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
 void ds_dense_eval(int n, int d, const double *y_old, const double *Q,
                    double theta, double *out)
 {
+    if (n <= 4) {
+        /* the components' Horner chains side by side (the same operations
+         * per component): independent work in place of one long chain */
+        DS_WITH_TINY_N(n, {
+            double acc[4];
+            for (int q = 0; q < n_; ++q)
+                acc[q] = Q[(size_t)q * d + d - 1];
+            for (int j = d - 2; j >= 0; --j)
+                for (int q = 0; q < n_; ++q)
+                    acc[q] = acc[q] * theta + Q[(size_t)q * d + j];
+            for (int q = 0; q < n_; ++q)
+                out[q] = y_old[q] + acc[q] * theta;
+            return;
+        });
+    }
     for (int q = 0; q < n; ++q) {
         const double *Qq = Q + (size_t)q * d;
         double acc = Qq[d - 1];
