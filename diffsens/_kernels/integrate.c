@@ -287,8 +287,8 @@ static int attempt(ds_solver *S, double t, double h, double *err_norm)
         return ATTEMPT_SINGULAR;
     if (ds_ros_step(ros, pb->rhs, jrhs->n, pb->coupling, pb->lapack, pb->p, pb->mass,
                     t, S->y, S->K,
-                    S->dfdt, h, S->W, S->ipiv, S->U, S->ytmp, S->K + S->n,
-                    S->y_new, S->err, &S->nfev))
+                    S->dfdt, h, S->W, S->ipiv, S->U, S->ytmp, S->y_new,
+                    S->err, &S->nfev))
         return DS_CALLBACK_STOP;
     *err_norm = weighted_rms(S, S->err);
     return 0;

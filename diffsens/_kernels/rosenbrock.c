@@ -139,8 +139,8 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
                             const ds_lapack *lapack, const double *p, const double *M,
                             double t, const double *y, const double *f0,
                             const double *dfdt, double h, double *W, int *ipiv,
-                            double *U, double *ytmp, double *work, double *y_new,
-                            double *err, long *nfev)
+                            double *U, double *ytmp, double *y_new, double *err,
+                            long *nfev)
 {
     const int s = tab->s;
     /* the N states are N / n_block blocks sharing W */
@@ -155,28 +155,22 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
         if (i == 0) {
             memcpy(Ui, f0, (size_t)n * sizeof(double));
         } else {
-            int same = 1;   /* the previous stage's argument: reuse its f */
-            for (int j = 0; j < i; ++j)
-                same &= ai[j] == tab->a[(size_t)(i - 1) * s + j];
-            same &= ai[i - 1] == 0.0 && tab->alpha[i] == tab->alpha[i - 1];
-            if (!same) {
-                /* stage-major, so each pass runs along contiguous memory;
-                 * the increments are summed before y is added */
-                memset(ytmp, 0, (size_t)n * sizeof(double));
-                for (int j = 0; j < i; ++j) {
-                    const double a = ai[j];
-                    const double *Uj = U + (size_t)j * n;
-                    if (a != 0.0)
-                        for (int q = 0; q < n; ++q)
-                            ytmp[q] += a * Uj[q];
-                }
-                for (int q = 0; q < n; ++q)
-                    ytmp[q] += y[q];
-                ++*nfev;
-                if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, ytmp, p, work)))
-                    return rc;
+            /* stage-major, so each pass runs along contiguous memory; the
+             * increments are summed before y is added.  (No shipped
+             * tableau repeats a stage's argument, so none reuses an f.) */
+            memset(ytmp, 0, (size_t)n * sizeof(double));
+            for (int j = 0; j < i; ++j) {
+                const double a = ai[j];
+                const double *Uj = U + (size_t)j * n;
+                if (a != 0.0)
+                    for (int q = 0; q < n; ++q)
+                        ytmp[q] += a * Uj[q];
             }
-            memcpy(Ui, work, (size_t)n * sizeof(double));
+            for (int q = 0; q < n; ++q)
+                ytmp[q] += y[q];
+            ++*nfev;
+            if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, ytmp, p, Ui)))
+                return rc;
         }
         /* + M sum_j (c_ij / h) U_j */
         double *cu = ytmp;
@@ -220,8 +214,6 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
         }
         if (blocks > 1)
             solve_blocks(lapack, n_block, blocks - 1, W, ipiv, Ui + n_block);
-        if (i == 0)   /* keep f0 for a reused first-stage argument */
-            memcpy(work, f0, (size_t)n * sizeof(double));
     }
     memset(y_new, 0, (size_t)n * sizeof(double));
     memset(err, 0, (size_t)n * sizeof(double));
@@ -243,11 +235,10 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
                 const ds_lapack *lapack, const double *p, const double *M,
                 double t, const double *y, const double *f0,
                 const double *dfdt, double h, double *W, int *ipiv, double *U,
-                double *ytmp, double *work, double *y_new, double *err,
-                long *nfev)
+                double *ytmp, double *y_new, double *err, long *nfev)
 {
 #define ROS_STEP(N, N_BLOCK) ros_step(N, N_BLOCK, tab, rhs, coupling, lapack, p, M, t, y, \
-                                      f0, dfdt, h, W, ipiv, U, ytmp, work, y_new, err, nfev)
+                                      f0, dfdt, h, W, ipiv, U, ytmp, y_new, err, nfev)
     if (n_block == rhs->n)
         DS_WITH_TINY_N(rhs->n, return ROS_STEP(n_, n_));
     return ROS_STEP(rhs->n, n_block);

@@ -93,8 +93,7 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n,
                 const ds_lapack *lapack, const double *p, const double *M,
                 double t, const double *y, const double *f0,
                 const double *dfdt, double h, double *W, int *ipiv, double *U,
-                double *ytmp, double *work, double *y_new, double *err,
-                long *nfev);
+                double *ytmp, double *y_new, double *err, long *nfev);
 
 /* Polynomial coefficients Q (n * (q + 2), component-major) of the dense
  * output, y(theta) = y_old + sum_j Q_j theta^(j+1), from the stages. */
