@@ -243,45 +243,78 @@ cdef class AdjointSolve:
         t_eval = self.t_evalc if self.t_evalc is not None else np.zeros(0)
         return t_eval, np.ascontiguousarray(W, dtype=np.float64)
 
+    cdef void _recorded_view(self, Py_ssize_t c, ds_output *view):
+        """Stretch c of the recorded forward steps as pointers into them (no
+        Python objects: the discrete adjoint reads only the C side)."""
+        cdef Py_ssize_t lo = self.bounds[c], hi = self.bounds[c + 1]
+        cdef OutputBuffers rec = self.recorded
+        view[0] = rec.c
+        view.seg_t_old = rec.c.seg_t_old + lo
+        view.seg_h = rec.c.seg_h + lo
+        view.seg_t_end = rec.c.seg_t_end + lo
+        view.seg_y_old = rec.c.seg_y_old + lo * rec.n
+        if rec.c.seg_Q != NULL:
+            view.seg_Q = rec.c.seg_Q + lo * rec.n * rec.d
+        if rec.c.seg_K != NULL:
+            view.seg_K = rec.c.seg_K + lo * rec.stage_width
+        view.seg_len = view.seg_cap = hi - lo
+
     def _backward_discrete(self, cnp.ndarray W):
         cdef CTableau tab = <CTableau>self.method
-        cdef Py_ssize_t n = self.n, stages = ds_erk_stage_count(&tab.c)
+        cdef Py_ssize_t n = self.n, m = self.m, stages = ds_erk_stage_count(&tab.c)
         cdef ds_adjoint_ctx ctx
         cdef ds_rhs adj
-        cdef cnp.ndarray scratch = np.empty(ds_adjoint_scratch(<int>n, <int>self.m))
-        cdef cnp.ndarray K = np.empty(stages * n), stage_y = np.empty(stages * n)
-        cdef cnp.ndarray kbar = np.empty(stages * n)
-        cdef cnp.ndarray lam = np.zeros(n), pbar = np.zeros(max(self.m, 1))
-        cdef cnp.ndarray t_eval, Wt, theta
+        cdef ds_output view
         cdef OutputBuffers seg
         cdef long nfev = 0, i_out
         cdef int rc = 0
         cdef double sign = 1.0 if self.t_final >= self.pb.t0 else -1.0
-        ds_adjoint_rhs_init(&adj, &ctx, &self.rhs.c, <const double *>cnp.PyArray_DATA(self.pc),
-                            NULL, DS_ADJ_LAMBDA, <double *>cnp.PyArray_DATA(scratch))
         t_eval, Wc = self._jumps(W)
-        Wt = np.ascontiguousarray(Wc.T)
-        theta = np.empty(max(t_eval.shape[0], 1))
-        i_out = t_eval.shape[0] - 1
+        cdef cnp.ndarray Wt = np.ascontiguousarray(Wc.T)
+        cdef Py_ssize_t n_eval = t_eval.shape[0]
+        # one allocation for the work arrays: adjoint scratch, K, stage_y,
+        # kbar (stages * n each), theta, then lambda and pbar (zeroed)
+        cdef Py_ssize_t n_scratch = ds_adjoint_scratch(<int>n, <int>m)
+        cdef Py_ssize_t width = stages * n, n_theta = max(n_eval, 1)
+        cdef cnp.ndarray work = np.empty(n_scratch + 3 * width + n_theta + n + max(m, 1))
+        cdef double *base = <double *>cnp.PyArray_DATA(work)
+        cdef double *lam = base + n_scratch + 3 * width + n_theta
+        cdef double *pbar = lam + n
+        memset(lam, 0, (n + max(m, 1)) * sizeof(double))
         cdef double *bufs[8]
-        for k, a in enumerate((t_eval, Wt, K, stage_y, kbar, theta, lam, pbar)):
-            bufs[k] = <double *>cnp.PyArray_DATA(<cnp.ndarray>a)
+        bufs[0] = <double *>cnp.PyArray_DATA(<cnp.ndarray>t_eval)
+        bufs[1] = <double *>cnp.PyArray_DATA(Wt)
+        bufs[2] = base + n_scratch                # K
+        bufs[3] = bufs[2] + width                 # stage_y
+        bufs[4] = bufs[3] + width                 # kbar
+        bufs[5] = bufs[4] + width                 # theta
+        bufs[6] = lam
+        bufs[7] = pbar
+        ds_adjoint_rhs_init(&adj, &ctx, &self.rhs.c, <const double *>cnp.PyArray_DATA(self.pc),
+                            NULL, DS_ADJ_LAMBDA, base)
+        i_out = n_eval - 1
         for c in range(len(self.snapshots) - 1, -1, -1):
-            seg = self._segment(c)
+            if self.recorded is not None:
+                self._recorded_view(c, &view)
+            else:
+                seg = self._segment(c)
+                view = seg.c
             if self.release_gil:
                 with nogil:
-                    rc = _stretch_adjoint(&tab.c, &ctx, &seg.c, bufs, &i_out, sign, &nfev)
+                    rc = _stretch_adjoint(&tab.c, &ctx, &view, bufs, &i_out, sign, &nfev)
             else:
-                rc = _stretch_adjoint(&tab.c, &ctx, &seg.c, bufs, &i_out, sign, &nfev)
+                rc = _stretch_adjoint(&tab.c, &ctx, &view, bufs, &i_out, sign, &nfev)
             if rc:
                 if self.rhs.error is None:
                     raise RuntimeError("a callback stopped the solver without an error")
                 raise self.rhs.error
+        lam_out = np.asarray(<double[:n]>lam).copy() if n else np.zeros(0)
         while i_out >= 0:     # outputs at t0 (only when no step was taken)
-            lam += Wt[i_out]
+            lam_out += Wt[i_out]
             i_out -= 1
         self.nfev_backward += nfev
-        return pbar[:self.m].copy(), lam.copy(), 0, None
+        grad_p = np.asarray(<double[:m]>pbar).copy() if m else np.zeros(0)
+        return grad_p, lam_out, 0, None
 
     def _backward_continuous(self, cnp.ndarray W, str strategy, double rtol,
                              double atol, int nodes):

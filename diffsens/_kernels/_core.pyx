@@ -20,7 +20,7 @@ from cpython.tuple cimport PyTuple_CheckExact
 from libc.stdlib cimport free, malloc
 from libc.math cimport isfinite
 from libc.stdint cimport int32_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from diffsens._kernels.kernels cimport (
     DS_CALLBACK_STOP, DS_FAILED, DS_FINISHED, DS_NEED_SPACE, DS_TERMINATED,
