@@ -152,11 +152,12 @@ cdef class AdjointSolve:
         cdef Py_ssize_t step_bytes = 8 * (3 + self.n * (1 + (0 if only_stages else d))
                                           + stage_width)
         cdef bint record = self.record_bytes >= room * step_bytes
+        # with the stages kept, the discrete adjoint recomputes none
         cdef OutputBuffers out = OutputBuffers(self.n, d, max(points, 1), record,
-                                               room if record else 0, 0)
+                                               room if record else 0, 0,
+                                               stage_width if record else 0,
+                                               not only_stages)
         cdef int rc
-        if record and stage_width:   # the discrete adjoint then recomputes none
-            out.keep_stages(stage_width, not only_stages)
         ds_solver_init(&self.S, &self.pb, self.work)
         self.snapshots = [self._snapshot()]
         self.bounds = [0]

@@ -661,13 +661,18 @@ cdef class OutputBuffers:
     cdef public cnp.ndarray ev_which, ev_t, ev_y
 
     def __cinit__(self, Py_ssize_t n, Py_ssize_t d, Py_ssize_t points,
-                  bint store_dense, Py_ssize_t segments, Py_ssize_t n_events):
+                  bint store_dense, Py_ssize_t segments, Py_ssize_t n_events,
+                  Py_ssize_t stage_width=0, bint interpolants=True):
+        """``stage_width``: keep each step's stages too (explicit RK, that
+        many doubles a step); without ``interpolants``, only them (d = 0):
+        the discrete adjoint needs no interpolant, and building one costs d
+        combinations of the stages."""
         self.n = n
-        self.d = d
+        self.d = d if interpolants else 0
         self.c.store_dense = store_dense
         self.c.len = self.c.seg_len = self.c.ev_len = 0
         self.c.seg_K = NULL
-        self.stage_width = 0
+        self.stage_width = stage_width
         self._points(points)
         # the C side never touches these buffers at zero capacity: skip them
         if store_dense:
@@ -698,16 +703,6 @@ cdef class OutputBuffers:
             self.seg_K = grow(self.seg_K, cap, self.stage_width)
             self.c.seg_K = <double *>cnp.PyArray_DATA(self.seg_K)
         self.c.seg_cap = cap
-
-    cdef void keep_stages(self, Py_ssize_t width, bint interpolants):
-        """Keep each step's stages too (explicit RK; `width` doubles a step),
-        and without `interpolants` only them: the discrete adjoint needs no
-        interpolant, and building one costs d combinations of the stages."""
-        self.stage_width = width
-        if not interpolants:
-            self.d = 0
-            self.seg_Q = None
-        self._segments(self.c.seg_cap)
 
     cdef void _events(self, Py_ssize_t cap):
         self.ev_which = grow(self.ev_which, cap, None, np.intc)
