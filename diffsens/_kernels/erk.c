@@ -9,14 +9,13 @@ int ds_erk_stage_count(const ds_erk_tableau *tab)
     return tab->s + 1 + tab->r;
 }
 
-
 /* out = y + h sum_j coef[j] K_j.  Tiny systems keep every sum in a
  * register; larger ones go stage by stage, so that the inner loop runs over
  * contiguous components (and vectorizes) and zero coefficients (common in
  * the higher-order tableaus) cost nothing.  Both add the terms in the same
  * order. */
 DS_TINY_INLINE void combine_tiny(int n, const double *y, double h, const double *coef,
-                                int count, const double *K, double *out)
+                                 int count, const double *K, double *out)
 {
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
     for (int j = 0; j < count; ++j)
@@ -27,7 +26,7 @@ DS_TINY_INLINE void combine_tiny(int n, const double *y, double h, const double 
 }
 
 DS_TINY_INLINE void combine(int n, const double *y, double h, const double *coef,
-                           int count, const double *K, double *out)
+                            int count, const double *K, double *out)
 {
     if (n <= 4) {
         combine_tiny(n, y, h, coef, count, K, out);
@@ -58,9 +57,9 @@ void ds_erk_combine(int n, const double *y, double h, const double *coef,
 }
 
 DS_TINY_INLINE int erk_step(int n, const ds_erk_tableau *tab, const ds_rhs *rhs,
-                           const double *p, double t, const double *y, double h,
-                           double *K, double *ytmp, double *y_new, double *y_stiff,
-                           int with_last, long *nfev)
+                            const double *p, double t, const double *y, double h,
+                            double *K, double *ytmp, double *y_new, double *y_stiff,
+                            int with_last, long *nfev)
 {
     const int s = tab->s;
     for (int i = 1; i < s; ++i) {
@@ -89,9 +88,9 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
 }
 
 DS_TINY_INLINE double error_sum(int n_norm, int n, int stages, const double *e,
-                               const double *K, const double *y, const double *y_new,
-                               const double *rtol, int rtol_len,
-                               const double *atol, int atol_len)
+                                const double *K, const double *y, const double *y_new,
+                                const double *rtol, int rtol_len,
+                                const double *atol, int atol_len)
 {
     double sum = 0.0;
     for (int q = 0; q < n_norm; ++q) {
@@ -168,7 +167,7 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
 }
 
 DS_TINY_INLINE void dense_weights(int d, int stages, const double *P, double theta,
-                                 double *weight)
+                                  double *weight)
 {
     for (int i = 0; i < stages; ++i) {
         const double *Pi = P + (size_t)i * d;
@@ -194,8 +193,8 @@ void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weigh
  * straight into the sums, in the order ds_erk_combine adds them, so the
  * result is the same to the bit as the weights-then-combine route below. */
 DS_TINY_INLINE void dense_direct_tiny(int n, int d, int stages, const double *P,
-                                     double h, const double *K, const double *y_old,
-                                     double theta, double *out)
+                                      double h, const double *K, const double *y_old,
+                                      double theta, double *out)
 {
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
     for (int i = 0; i < stages; ++i) {

@@ -90,7 +90,7 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
 /* x <- W^{-1} x for `count` right-hand sides of length n, W = P L U as
  * dgetrf leaves it (column-major, 1-based pivots). */
 DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
-                         const double *LU, const int *ipiv, double *x)
+                                 const double *LU, const int *ipiv, double *x)
 {
     if (n > DS_ROS_SMALL) {
         int nn = n, one = 1, info = 0;
