@@ -303,10 +303,8 @@ def native_options(options, n, t0, tf, known=_EXPLICIT_OPTIONS, stacklevel=4):
         if first_step > abs(tf - t0):
             raise ValueError("`first_step` exceeds bounds.")
     max_steps = get("max_steps", 1_000_000)
-    if type(max_steps) is not int and (
-            isinstance(max_steps, bool) or int(max_steps) != max_steps):
-        raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}.")
-    if max_steps < 1:
+    if (type(max_steps) is not int and (isinstance(max_steps, bool)
+                                        or int(max_steps) != max_steps)) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}.")
     return dict(rtol=rtol, atol=atol, max_step=max_step, first_step=first_step,
                 max_steps=int(max_steps),

@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from ._ivp import (EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau, assemble,
-                   native_options, prepared_events, validated_t_eval)
+from ._ivp import (_EXPLICIT_OPTIONS, EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau,
+                   assemble, native_options, prepared_events, validated_t_eval)
 from ._kernels import _core
 from ._result import OdeResult
 from ._rhs import TracedRHS
@@ -32,9 +32,7 @@ from ._rhs import TracedRHS
 __all__ = ["solve_ivp_sens", "SensResult", "SensSolution"]
 
 SENS_METHODS = ("dual", "continuous")
-_SENS_OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
-                 "stiffness_check", "chunk_size", "workers", "sens_error_control"}
-_SOLVER_OPTIONS = _SENS_OPTIONS - {"chunk_size", "workers", "sens_error_control"}
+_SENS_OPTIONS = _EXPLICIT_OPTIONS | {"chunk_size", "workers", "sens_error_control"}
 
 
 class SensResult(OdeResult):
@@ -255,7 +253,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     chunk_size = options.pop("chunk_size", None)
     workers = options.pop("workers", 1)
     error_control = options.pop("sens_error_control", sens == "continuous")
-    opt = native_options(options, n, t0, tf, known=_SOLVER_OPTIONS)
+    opt = native_options(options, n, t0, tf, known=_EXPLICIT_OPTIONS)
     if t_eval is not None:
         t_eval = validated_t_eval(t_eval, t0, tf)
     events, direction, max_count = prepared_events(events)

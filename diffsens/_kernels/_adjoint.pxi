@@ -71,7 +71,7 @@ cdef class AdjointSolve:
         self.t_evalc = None if t_eval is None else np.ascontiguousarray(t_eval, dtype=np.float64)
         self.interval = interval
         self.record_bytes = record_bytes
-        self.interpolants = interpolants or self.rosenbrock
+        self.interpolants = interpolants
         self.recorded = None
         _bind_method(&self.pb, self.method)
         self.pb.jac_rhs = &self.rhs.c if self.rosenbrock else NULL
@@ -216,6 +216,8 @@ cdef class AdjointSolve:
         cdef Py_ssize_t lo = self.bounds[c], hi = self.bounds[c + 1]
         cdef OutputBuffers rec = self.recorded
         cdef OutputBuffers seg = OutputBuffers(self.n, rec.d, 1, False, 0, 0)
+        # the C side points into the recording; the Python side slices it
+        self._recorded_view(c, &seg.c)
         seg.seg_t_old = rec.seg_t_old[lo:hi]
         seg.seg_h = rec.seg_h[lo:hi]
         seg.seg_t_end = rec.seg_t_end[lo:hi]
@@ -223,14 +225,6 @@ cdef class AdjointSolve:
         seg.seg_Q = rec.seg_Q[lo:hi]   # (zero width without interpolants)
         if rec.seg_K is not None:
             seg.seg_K = rec.seg_K[lo:hi]
-            seg.c.seg_K = <double *>cnp.PyArray_DATA(seg.seg_K)
-        seg.c.seg_t_old = <double *>cnp.PyArray_DATA(seg.seg_t_old)
-        seg.c.seg_h = <double *>cnp.PyArray_DATA(seg.seg_h)
-        seg.c.seg_t_end = <double *>cnp.PyArray_DATA(seg.seg_t_end)
-        seg.c.seg_y_old = <double *>cnp.PyArray_DATA(seg.seg_y_old)
-        seg.c.seg_Q = <double *>cnp.PyArray_DATA(seg.seg_Q) if rec.d else NULL
-        seg.c.seg_len = seg.c.seg_cap = hi - lo
-        seg.c.store_dense = 1
         return seg
 
     def backward(self, cnp.ndarray W, str strategy, double rtol, double atol,

@@ -166,16 +166,20 @@ void ds_erk_dense_coefficients(const ds_erk_tableau *tab, int n, double h,
     }
 }
 
+/* Stage i's interpolant weight sum_j P_ij theta^(j+1) (Horner). */
+DS_TINY_INLINE double stage_weight(const double *Pi, int d, double theta)
+{
+    double acc = Pi[d - 1];
+    for (int j = d - 2; j >= 0; --j)
+        acc = acc * theta + Pi[j];
+    return acc * theta;
+}
+
 DS_TINY_INLINE void dense_weights(int d, int stages, const double *P, double theta,
                                   double *weight)
 {
-    for (int i = 0; i < stages; ++i) {
-        const double *Pi = P + (size_t)i * d;
-        double acc = Pi[d - 1];
-        for (int j = d - 2; j >= 0; --j)
-            acc = acc * theta + Pi[j];
-        weight[i] = acc * theta;
-    }
+    for (int i = 0; i < stages; ++i)
+        weight[i] = stage_weight(P + (size_t)i * d, d, theta);
 }
 
 void ds_erk_dense_weights(const ds_erk_tableau *tab, double theta, double *weight)
@@ -198,11 +202,7 @@ DS_TINY_INLINE void dense_direct_tiny(int n, int d, int stages, const double *P,
 {
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
     for (int i = 0; i < stages; ++i) {
-        const double *Pi = P + (size_t)i * d;
-        double w = Pi[d - 1];
-        for (int j = d - 2; j >= 0; --j)
-            w = w * theta + Pi[j];
-        w *= theta;
+        const double w = stage_weight(P + (size_t)i * d, d, theta);
         for (int q = 0; q < n; ++q)
             acc[q] += w * K[(size_t)i * n + q];
     }
@@ -223,13 +223,8 @@ void ds_erk_dense_direct(const ds_erk_tableau *tab, int n, double h,
                          double *out)
 {
     const int stages = ds_erk_stage_count(tab);
-    switch (n) {
-    case 1: DS_DENSE_TINY(1);
-    case 2: DS_DENSE_TINY(2);
-    case 3: DS_DENSE_TINY(3);
-    case 4: DS_DENSE_TINY(4);
-    default: break;
-    }
+    if (n <= 4)
+        DS_WITH_TINY_N(n, DS_DENSE_TINY(n_));
     double weight[DS_ERK_MAX_STAGES];
     ds_erk_dense_weights(tab, theta, weight);
     ds_erk_combine(n, y_old, h, weight, stages, K, out);

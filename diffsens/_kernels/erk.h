@@ -39,8 +39,7 @@ typedef struct ds_erk_tableau {
     double stability_boundary;  /* real-axis stability interval length */
 } ds_erk_tableau;
 
-/* out = y + h * sum_{j < count} coef[j] K_j: a stage's argument. */
-/* out = y + h sum_j coef[j] K_j over the first `count` stages; out must
+/* A stage's argument, out = y + h sum_j coef[j] K_j over the first `count` stages; out must
  * not alias y or K. */
 void ds_erk_combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out);

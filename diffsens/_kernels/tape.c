@@ -453,10 +453,7 @@ DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
                 prefix[i + 1] = prefix[i] * v[f[i]];
             for (int i = nf - 1; i >= 0; --i)
                 suffix[i] = suffix[i + 1] * v[f[i]];
-            double acc = v[f[0]];
-            for (int i = 1; i < nf; ++i)
-                acc *= v[f[i]];
-            *out = acc;
+            *out = prefix[nf];   /* (1.0 * x0 * x1 ...: the value pass's product) */
             const double *d0 = d + (size_t)f[0] * k;
             const double c0 = prefix[0] * suffix[1];
             for (int j = 0; j < k; ++j)

@@ -112,7 +112,7 @@ typedef struct ds_tape {
                                * above), then a row with code DS_OP_COUNT */
 } ds_tape;
 
-/* Fills ops (4 * (n_ops + 1)) from the blocks; the value pass needs it. */
+/* Fills ops (4 * (n_ops + 1)) from the blocks; all three passes run it. */
 void ds_tape_linearize(const ds_tape *tape, int32_t *ops);
 
 int ds_tape_slot_count(const ds_tape *tape);
