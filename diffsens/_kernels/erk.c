@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "erk.h"
+#include "lanes.h"
 #include "tiny.h"
 
 int ds_erk_stage_count(const ds_erk_tableau *tab)
@@ -36,18 +37,19 @@ DS_TINY_INLINE void combine(int n, const double *y, double h, const double *coef
         memcpy(out, y, (size_t)n * sizeof(double));
         return;
     }
-    for (int q = 0; q < n; ++q)
-        out[q] = coef[0] * K[q];
+    const double c0 = coef[0];
+#define FIRST_TERM(AT) (c0 * AT(K))
+    DS_FOR_LANES(n, out, FIRST_TERM);
     for (int j = 1; j < count; ++j) {
         const double c = coef[j];
         if (c == 0.0)
             continue;
         const double *Kj = K + (size_t)j * n;
-        for (int q = 0; q < n; ++q)
-            out[q] += c * Kj[q];
+#define NEXT_TERM(AT) (AT(out) + c * AT(Kj))
+        DS_FOR_LANES(n, out, NEXT_TERM);
     }
-    for (int q = 0; q < n; ++q)
-        out[q] = y[q] + h * out[q];
+#define FROM_Y(AT) (AT(y) + h * AT(out))
+    DS_FOR_LANES(n, out, FROM_Y);
 }
 
 void ds_erk_combine(int n, const double *y, double h, const double *coef,

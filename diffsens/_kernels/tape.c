@@ -1,6 +1,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "lanes.h"
 #include "tape.h"
 
 /* The interpreter's inner pieces must inline into their loops. */
@@ -364,7 +365,7 @@ static inline local row_partials(const int32_t *op, const double *v)
 
 /* Every op's value and its k derivative lanes (d: slot-major), op by op as
  * in the value pass and with the same arithmetic.  The common ops have their
- * own lane loops; the rest go through op_eval's partials. */
+ * own lane expressions (lanes.h); the rest go through op_eval's partials. */
 DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
 {
     const int32_t *ls = tape->lc_slot;
@@ -372,62 +373,62 @@ DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
     for (const int32_t *op = tape->ops; op[0] != DS_OP_COUNT; op += 4, ++slot) {
         double *out = v + slot, *dout = d + (size_t)slot * k;
         const int code = op[0];
+        const double *da = d + (size_t)op[1] * k;
         switch (code) {
         case DS_OP_ADD: case DS_OP_SUB: {
-            const double *da = d + (size_t)op[1] * k, *db = d + (size_t)op[2] * k;
+            const double *db = d + (size_t)op[2] * k;
             if (code == DS_OP_ADD) {
                 *out = v[op[1]] + v[op[2]];
-                for (int j = 0; j < k; ++j) dout[j] = da[j] + db[j];
+#define ADD_LANES(AT) (AT(da) + AT(db))
+                DS_FOR_LANES(k, dout, ADD_LANES);
             } else {
                 *out = v[op[1]] - v[op[2]];
-                for (int j = 0; j < k; ++j) dout[j] = da[j] - db[j];
+#define SUB_LANES(AT) (AT(da) - AT(db))
+                DS_FOR_LANES(k, dout, SUB_LANES);
             }
             continue;
         }
         case DS_OP_MUL: {
             const double va = v[op[1]], vb = v[op[2]];
-            const double *da = d + (size_t)op[1] * k, *db = d + (size_t)op[2] * k;
+            const double *db = d + (size_t)op[2] * k;
             *out = va * vb;
-            for (int j = 0; j < k; ++j)
-                dout[j] = vb * da[j] + va * db[j];
+#define MUL_LANES(AT) (vb * AT(da) + va * AT(db))
+            DS_FOR_LANES(k, dout, MUL_LANES);
             continue;
         }
         case DS_OP_NEG: {
-            const double *da = d + (size_t)op[1] * k;
             *out = -v[op[1]];
-            for (int j = 0; j < k; ++j)
-                dout[j] = -da[j];
+#define NEG_LANES(AT) (-AT(da))
+            DS_FOR_LANES(k, dout, NEG_LANES);
             continue;
         }
         case DS_OP_SUM: {
             double plus = 0.0, minus = 0.0;
-            for (int j = 0; j < k; ++j)
-                dout[j] = 0.0;
+            memset(dout, 0, (size_t)k * sizeof(double));
             for (int t_ = op[1]; t_ < op[2]; ++t_) {
                 const double *ds = d + (size_t)ls[t_] * k;
                 plus += v[ls[t_]];
-                for (int j = 0; j < k; ++j)
-                    dout[j] += ds[j];
+#define PLUS_LANES(AT) (AT(dout) + AT(ds))
+                DS_FOR_LANES(k, dout, PLUS_LANES);
             }
             for (int t_ = op[2]; t_ < op[3]; ++t_) {
                 const double *ds = d + (size_t)ls[t_] * k;
                 minus += v[ls[t_]];
-                for (int j = 0; j < k; ++j)
-                    dout[j] -= ds[j];
+#define MINUS_LANES(AT) (AT(dout) - AT(ds))
+                DS_FOR_LANES(k, dout, MINUS_LANES);
             }
             *out = plus - minus;
             continue;
         }
         case DS_OP_LINCOMB: {
             double acc = 0.0;
-            for (int j = 0; j < k; ++j)
-                dout[j] = 0.0;
+            memset(dout, 0, (size_t)k * sizeof(double));
             for (int t_ = op[2]; t_ < op[3]; ++t_) {
                 const double w = tape->lc_weight[t_];
                 const double *ds = d + (size_t)ls[t_] * k;
                 acc += w * v[ls[t_]];
-                for (int j = 0; j < k; ++j)
-                    dout[j] += w * ds[j];
+#define WEIGHTED_LANES(AT) (AT(dout) + w * AT(ds))
+                DS_FOR_LANES(k, dout, WEIGHTED_LANES);
             }
             *out = acc;
             continue;
@@ -441,8 +442,8 @@ DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
                 const double *d0 = d + (size_t)f[0] * k, *d1 = d + (size_t)f[1] * k,
                              *d2 = d + (size_t)f[2] * k;
                 *out = x0 * x1 * x2;
-                for (int j = 0; j < k; ++j)
-                    dout[j] = c0 * d0[j] + c1 * d1[j] + c2 * d2[j];
+#define PROD3_LANES(AT) (c0 * AT(d0) + c1 * AT(d1) + c2 * AT(d2))
+                DS_FOR_LANES(k, dout, PROD3_LANES);
                 continue;
             }
             /* d/dx_i = the product of the others, without dividing */
@@ -456,13 +457,13 @@ DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
             *out = prefix[nf];   /* (1.0 * x0 * x1 ...: the value pass's product) */
             const double *d0 = d + (size_t)f[0] * k;
             const double c0 = prefix[0] * suffix[1];
-            for (int j = 0; j < k; ++j)
-                dout[j] = c0 * d0[j];
+#define FIRST_FACTOR_LANES(AT) (c0 * AT(d0))
+            DS_FOR_LANES(k, dout, FIRST_FACTOR_LANES);
             for (int i = 1; i < nf; ++i) {
                 const double ci = prefix[i] * suffix[i + 1];
                 const double *ds = d + (size_t)f[i] * k;
-                for (int j = 0; j < k; ++j)
-                    dout[j] += ci * ds[j];
+#define FACTOR_LANES(AT) (AT(dout) + ci * AT(ds))
+                DS_FOR_LANES(k, dout, FACTOR_LANES);
             }
             continue;
         }
@@ -471,20 +472,24 @@ DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
         }
         const int two = reads_b_slot(code);
         const local r = row_partials(op, v);
-        const double *da = d + (size_t)op[1] * k;
+        const double ca = r.ca, cb = r.cb;
         *out = r.v;
         if (code == DS_OP_SELECT) {   /* the chosen branch's lanes */
-            const double *src = d + (size_t)(r.cb != 0.0 ? op[2] : op[3]) * k;
+            const double *src = d + (size_t)(cb != 0.0 ? op[2] : op[3]) * k;
             memcpy(dout, src, (size_t)k * sizeof(double));
-        } else if (!two || r.cb == 0.0) {
-            for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j];
+        } else if (!two || cb == 0.0) {
+#define A_LANES(AT) (ca * AT(da))
+            DS_FOR_LANES(k, dout, A_LANES);
         } else {
             /* a zero partial contributes nothing, even against inf lanes */
             const double *db = d + (size_t)op[2] * k;
-            if (r.ca == 0.0)
-                for (int j = 0; j < k; ++j) dout[j] = r.cb * db[j];
-            else
-                for (int j = 0; j < k; ++j) dout[j] = r.ca * da[j] + r.cb * db[j];
+            if (ca == 0.0) {
+#define B_LANES(AT) (cb * AT(db))
+                DS_FOR_LANES(k, dout, B_LANES);
+            } else {
+#define AB_LANES(AT) (ca * AT(da) + cb * AT(db))
+                DS_FOR_LANES(k, dout, AB_LANES);
+            }
         }
     }
 }
