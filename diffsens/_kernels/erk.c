@@ -55,7 +55,7 @@ DS_TINY_INLINE void combine(int n, const double *y, double h, const double *coef
 void ds_erk_combine(int n, const double *y, double h, const double *coef,
                     int count, const double *K, double *out)
 {
-    DS_WITH_TINY_N(n, combine(n_, y, h, coef, count, K, out); return);
+    DS_WITH_SMALL_N(n, combine(n_, y, h, coef, count, K, out); return);
 }
 
 DS_TINY_INLINE int erk_step(int n, const ds_erk_tableau *tab, const ds_rhs *rhs,
@@ -85,8 +85,8 @@ int ds_erk_step(const ds_erk_tableau *tab, const ds_rhs *rhs, const double *p,
                 double t, const double *y, double h, double *K, double *ytmp,
                 double *y_new, double *y_stiff, int with_last, long *nfev)
 {
-    DS_WITH_TINY_N(rhs->n, return erk_step(n_, tab, rhs, p, t, y, h, K, ytmp, y_new,
-                                           y_stiff, with_last, nfev));
+    DS_WITH_SMALL_N(rhs->n, return erk_step(n_, tab, rhs, p, t, y, h, K, ytmp, y_new,
+                                            y_stiff, with_last, nfev));
 }
 
 DS_TINY_INLINE double error_sum(int n_norm, int n, int stages, const double *e,
@@ -118,11 +118,11 @@ double ds_erk_error_norm(const ds_erk_tableau *tab, int n_norm, int n, double h,
     const int stages = tab->s + ds_erk_error_uses_last_stage(tab);
     double sum;
     if (n_norm == n) {
-        DS_WITH_TINY_N(n, sum = error_sum(n_, n_, stages, tab->e, K, y, y_new, rtol,
-                                          rtol_len, atol, atol_len); break);
-    } else {
-        sum = error_sum(n_norm, n, stages, tab->e, K, y, y_new, rtol, rtol_len, atol,
-                        atol_len);
+        DS_WITH_SMALL_N(n, sum = error_sum(n_, n_, stages, tab->e, K, y, y_new, rtol,
+                                           rtol_len, atol, atol_len); break);
+    } else {   /* the first n_norm of n states (forward sensitivities) */
+        DS_WITH_TINY_N(n_norm, sum = error_sum(n_, n, stages, tab->e, K, y, y_new, rtol,
+                                               rtol_len, atol, atol_len); break);
     }
     if (tab->e_low == NULL)
         return fabs(h) * sqrt(sum / n_norm);

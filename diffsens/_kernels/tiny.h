@@ -28,4 +28,29 @@
     default: { const int n_ = (n); body; } \
     }
 
+/* DS_WITH_TINY_N, with n_ a constant up to 16 as well: for a loop nest
+ * over a small state that is cheap to compile many times (the explicit RK
+ * step) and often runs on a few-state system augmented with its
+ * sensitivities (n (1 + k) states: 10 for 2 states and 4 parameters). */
+#define DS_WITH_SMALL_N(n, body)             \
+    switch (n) {                             \
+    case 1: { const int n_ = 1; body; }      \
+    case 2: { const int n_ = 2; body; }      \
+    case 3: { const int n_ = 3; body; }      \
+    case 4: { const int n_ = 4; body; }      \
+    case 5: { const int n_ = 5; body; }      \
+    case 6: { const int n_ = 6; body; }      \
+    case 7: { const int n_ = 7; body; }      \
+    case 8: { const int n_ = 8; body; }      \
+    case 9: { const int n_ = 9; body; }      \
+    case 10: { const int n_ = 10; body; }    \
+    case 11: { const int n_ = 11; body; }    \
+    case 12: { const int n_ = 12; body; }    \
+    case 13: { const int n_ = 13; body; }    \
+    case 14: { const int n_ = 14; body; }    \
+    case 15: { const int n_ = 15; body; }    \
+    case 16: { const int n_ = 16; body; }    \
+    default: { const int n_ = (n); body; }   \
+    }
+
 #endif /* DIFFSENS_TINY_H */
