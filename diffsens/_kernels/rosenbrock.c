@@ -1,6 +1,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "lanes.h"
 #include "rosenbrock.h"
 #include "tiny.h"
 
@@ -132,6 +133,18 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
     }
 }
 
+/* out[q] = EXPR(AT) for q < n (lanes.h): vector pairs over a system with its
+ * sensitivity blocks, plain loops over a system alone (measured: on a tiny
+ * system the pairs cost more than the loops). */
+#define ROS_FOR(n, out, EXPR)                                    \
+    do {                                                         \
+        if (blocks == 1)                                         \
+            for (int j_ = 0; j_ < (n); ++j_)                     \
+                (out)[j_] = EXPR(DS_ONE_AT_);                    \
+        else                                                     \
+            DS_FOR_LANES(n, out, EXPR);                          \
+    } while (0)
+
 /* ds_ros_step with the sizes as parameters, so that a tiny system without
  * sensitivity blocks gets them as constants (tiny.h). */
 DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
@@ -162,12 +175,12 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
             for (int j = 0; j < i; ++j) {
                 const double a = ai[j];
                 const double *Uj = U + (size_t)j * n;
+#define A_TERM(AT) (AT(ytmp) + a * AT(Uj))
                 if (a != 0.0)
-                    for (int q = 0; q < n; ++q)
-                        ytmp[q] += a * Uj[q];
+                    ROS_FOR(n, ytmp, A_TERM);
             }
-            for (int q = 0; q < n; ++q)
-                ytmp[q] += y[q];
+#define PLUS_Y(AT) (AT(ytmp) + AT(y))
+            ROS_FOR(n, ytmp, PLUS_Y);
             ++*nfev;
             if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, ytmp, p, Ui)))
                 return rc;
@@ -179,16 +192,16 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
         for (int j = 0; j < i; ++j) {
             const double c = ci[j] / h;
             const double *Uj = U + (size_t)j * n;
+#define C_TERM(AT) (AT(cu) + c * AT(Uj))
             if (c != 0.0) {
                 any = 1;
-                for (int q = 0; q < n; ++q)
-                    cu[q] += c * Uj[q];
+                ROS_FOR(n, cu, C_TERM);
             }
         }
         if (any) {
             if (M == NULL) {
-                for (int q = 0; q < n; ++q)
-                    Ui[q] += cu[q];
+#define PLUS_CU(AT) (AT(Ui) + AT(cu))
+                ROS_FOR(n, Ui, PLUS_CU);
             } else {   /* M on each block */
                 for (int q = 0; q < n; ++q) {
                     const int b0 = q / n_block * n_block, r = q - b0;
@@ -201,16 +214,17 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
         }
         if (tab->gammas[i] != 0.0) {
             const double gh = tab->gammas[i] * h;
-            for (int q = 0; q < n; ++q)
-                Ui[q] += gh * dfdt[q];
+#define DFDT_TERM(AT) (AT(Ui) + gh * AT(dfdt))
+            ROS_FOR(n, Ui, DFDT_TERM);
         }
         solve_blocks(lapack, n_block, 1, W, ipiv, Ui);
         if (coupling != NULL && blocks > 1) {
             /* rhs_S + B U_y for the sensitivity blocks */
             if ((rc = coupling->apply(coupling->ctx, t, y, f0, p, Ui, ytmp)))
                 return rc;
-            for (int q = n_block; q < n; ++q)
-                Ui[q] += ytmp[q - n_block];
+            double *Ui_S = Ui + n_block;
+#define PLUS_COUPLING(AT) (AT(Ui_S) + AT(ytmp))
+            ROS_FOR(n - n_block, Ui_S, PLUS_COUPLING);
         }
         if (blocks > 1)
             solve_blocks(lapack, n_block, blocks - 1, W, ipiv, Ui + n_block);
@@ -220,14 +234,33 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
     for (int i = 0; i < s; ++i) {
         const double mi = tab->m[i], ei = tab->e[i];
         const double *Ui = U + (size_t)i * n;
-        for (int q = 0; q < n; ++q) {
-            y_new[q] += mi * Ui[q];
-            err[q] += ei * Ui[q];
-        }
+#define M_TERM(AT) (AT(y_new) + mi * AT(Ui))
+#define E_TERM(AT) (AT(err) + ei * AT(Ui))
+        ROS_FOR(n, y_new, M_TERM);
+        ROS_FOR(n, err, E_TERM);
     }
-    for (int q = 0; q < n; ++q)
-        y_new[q] += y[q];
+#define NEW_PLUS_Y(AT) (AT(y_new) + AT(y))
+    ROS_FOR(n, y_new, NEW_PLUS_Y);
     return 0;
+}
+
+#define ROS_STEP(N, N_BLOCK) ros_step(N, N_BLOCK, tab, rhs, coupling, lapack, p, M, t, y, \
+                                      f0, dfdt, h, W, ipiv, U, ytmp, y_new, err, nfev)
+
+/* A small system with its sensitivity blocks (n_block (1 + k) states), with
+ * the total a constant.  A function of its own: compiled into ds_ros_step,
+ * the extra instances slowed the tiny systems' step (measured). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int ros_step_blocks(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
+                           const ds_coupling *coupling, const ds_lapack *lapack,
+                           const double *p, const double *M, double t, const double *y,
+                           const double *f0, const double *dfdt, double h, double *W,
+                           int *ipiv, double *U, double *ytmp, double *y_new,
+                           double *err, long *nfev)
+{
+    DS_WITH_SMALL_N(rhs->n, return ROS_STEP(n_, n_block));
 }
 
 int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
@@ -237,13 +270,13 @@ int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n_block,
                 const double *dfdt, double h, double *W, int *ipiv, double *U,
                 double *ytmp, double *y_new, double *err, long *nfev)
 {
-#define ROS_STEP(N, N_BLOCK) ros_step(N, N_BLOCK, tab, rhs, coupling, lapack, p, M, t, y, \
-                                      f0, dfdt, h, W, ipiv, U, ytmp, y_new, err, nfev)
     if (n_block == rhs->n)
         DS_WITH_TINY_N(rhs->n, return ROS_STEP(n_, n_));
-    return ROS_STEP(rhs->n, n_block);
-#undef ROS_STEP
+    return ros_step_blocks(tab, rhs, n_block, coupling, lapack, p, M, t, y, f0, dfdt, h,
+                           W, ipiv, U, ytmp, y_new, err, nfev);
 }
+
+#undef ROS_STEP
 
 void ds_ros_dense_coefficients(const ds_ros_tableau *tab, int n,
                                const double *y_old, const double *y_new,

@@ -2,6 +2,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "lanes.h"
 #include "sens.h"
 
 static int sens_f(void *ctx, double t, const double *Y, const double *p,
@@ -93,13 +94,21 @@ int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
     if (!c->block_ready)
         return coupling_difference(c, t, Y, F, p, u, out);
     const int n = c->base->n, rows = n * c->k;
-    memset(out, 0, (size_t)rows * sizeof(double));
+    int started = 0;
     for (int j = 0; j < n; ++j) {
         const double uj = u[j];
         const double *col = c->block + (size_t)j * rows;
-        if (uj != 0.0)
-            for (int r = 0; r < rows; ++r)
-                out[r] += uj * col[r];
+        if (uj == 0.0)
+            continue;
+#define FIRST_COLUMN(AT) (uj * AT(col))
+#define NEXT_COLUMN(AT) (AT(out) + uj * AT(col))
+        if (started)
+            DS_FOR_LANES(rows, out, NEXT_COLUMN);
+        else
+            DS_FOR_LANES(rows, out, FIRST_COLUMN);
+        started = 1;
     }
+    if (!started)
+        memset(out, 0, (size_t)rows * sizeof(double));
     return 0;
 }

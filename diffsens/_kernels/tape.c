@@ -529,9 +529,9 @@ DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const doubl
 /* jvp_k compiled for each small lane count: a known k lets the compiler
  * unroll and vectorize the lane loops, which is most of the cost when a tape
  * is small (a few ops, a few parameters). */
-static void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
-                const double *p, int k, const double *yd, const double *pd,
-                double *dy, double *dyd, int inputs_ready)
+DS_INLINE void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
+                   const double *p, int k, const double *yd, const double *pd,
+                   double *dy, double *dyd, int inputs_ready)
 {
 #define JVP_WITH(K) jvp_k(tape, scratch, t, y, p, K, yd, pd, dy, dyd, inputs_ready)
     switch (k) {
