@@ -449,7 +449,8 @@ def _validated_mass(mass, n):
     return M
 
 
-def assemble(raw, t0, dtype, t_eval, dense_output, events):
+def assemble(raw, t0, dtype, t_eval, dense_output, events, result=OdeResult):
+    """The kernel's raw output as a `result` (an `OdeResult` or a subclass)."""
     status = raw["status"]
     message = MESSAGES.get(status, raw["message"])
     complex_state = dtype == np.complex128
@@ -475,6 +476,6 @@ def assemble(raw, t0, dtype, t_eval, dense_output, events):
         ts = np.concatenate(([t0], raw["seg_t_end"]))
         sol = OdeSolution(ts, raw["seg_t_old"], raw["seg_h"], raw["seg_y_old"],
                           raw["seg_Q"], dtype)
-    return OdeResult(t=t, y=y, sol=sol, t_events=t_events, y_events=y_events,
-                     nfev=raw["nfev"], njev=raw["njev"], nlu=raw["nlu"], status=status,
-                     message=message, success=status >= 0)
+    return result(t=t, y=y, sol=sol, t_events=t_events, y_events=y_events,
+                  nfev=raw["nfev"], njev=raw["njev"], nlu=raw["nlu"], status=status,
+                  message=message, success=status >= 0)

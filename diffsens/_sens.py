@@ -105,13 +105,20 @@ def _wrt_set(wrt):
 _WRT_P = frozenset(("p",))
 
 
-@functools.lru_cache(maxsize=32)
-def _unit_seed(rows, total, first):
-    """The (rows, total) seed whose row i is direction first + i (read-only,
-    shared between solves: small fits solve the same shape again and again)."""
-    seed = np.eye(rows, total, first)
-    seed.setflags(write=False)
-    return seed
+@functools.lru_cache(maxsize=64)
+def _chunk_seeds(n, m, with_p, with_y0, start, stop):
+    """The seeds of directions ``start:stop`` (the m parameters, then the n
+    initial values, as asked): S(t0) lane-major, flattened (k n,), and the
+    parameter seeds (k, m).  Read-only and shared between solves: a fit
+    solves the same shapes again and again."""
+    total = (m if with_p else 0) + (n if with_y0 else 0)
+    p_seed = np.eye(m, total) if with_p else np.zeros((m, total))
+    s_seed = np.eye(n, total, m if with_p else 0) if with_y0 else np.zeros((n, total))
+    s0 = np.ascontiguousarray(s_seed[:, start:stop].T).reshape(-1)
+    pd = np.ascontiguousarray(p_seed[:, start:stop].T)
+    s0.setflags(write=False)
+    pd.setflags(write=False)
+    return s0, pd
 
 
 def _validated_parameters(p):
@@ -259,14 +266,11 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     events, direction, max_count = prepared_events(events)
 
     # directions: the m parameters, then the n initial values
-    first_y0 = m if "p" in wrt else 0
-    lanes_p = slice(0, m) if "p" in wrt else None
-    lanes_y0 = slice(first_y0, first_y0 + n) if "y0" in wrt else None
-    total = first_y0 + (n if lanes_y0 is not None else 0)
-    p_seed = _unit_seed(m, total, 0) if lanes_p is not None else np.zeros((m, total))
-    s_seed = _unit_seed(n, total, first_y0) if lanes_y0 is not None \
-        else np.zeros((n, total))
-    chunks = _chunks(total, chunk_size)
+    with_p, with_y0 = "p" in wrt, "y0" in wrt
+    first_y0 = m if with_p else 0
+    lanes_p = slice(0, m) if with_p else None
+    lanes_y0 = slice(first_y0, first_y0 + n) if with_y0 else None
+    chunks = _chunks(first_y0 + (n if with_y0 else 0), chunk_size)
     if len(chunks) > 1 and error_control:
         raise ValueError("`chunk_size` splits the directions into separate solves, which "
                          "follow the same steps only without `sens_error_control`.")
@@ -277,15 +281,14 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
 
     def solve_chunk(lanes):
         k = _width(lanes)
-        y0_aug = np.concatenate([y0, s_seed[:, lanes].T.reshape(-1)])
+        s0, p_seed = _chunk_seeds(n, m, with_p, with_y0, lanes.start, lanes.stop)
         rtol_aug = rtol if rtol.size == 1 else np.tile(rtol, k + 1)
         atol_aug = atol if atol.size == 1 else np.tile(atol, k + 1)
         return _core.solve(
-            tableau, kernel_fun, t0, tf, y0_aug, (p,) + args, False, False,
-            rtol_aug, atol_aug, opt["max_step"], opt["first_step"], t_eval,
+            tableau, kernel_fun, t0, tf, np.concatenate((y0, s0)), (p,) + args, False,
+            False, rtol_aug, atol_aug, opt["max_step"], opt["first_step"], t_eval,
             bool(dense_output), events, direction, max_count, opt["max_steps"],
-            opt["stiffness_check"], p, k, p_seed[:, lanes],
-            0 if error_control else n)
+            opt["stiffness_check"], p, k, p_seed, 0 if error_control else n)
 
     parallel = workers > 1 and len(chunks) > 1 and isinstance(fun, TracedRHS)
     if parallel:
@@ -298,24 +301,24 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
             raise RuntimeError("sensitivity chunks took different steps")  # a bug, not input
 
     # (item access: an OdeResult's attribute lookup runs Python code)
-    results = [assemble(raw, t0, np.float64, t_eval, dense_output, events) for raw in raws]
-    first = results[0]
-    res = SensResult(first)
-    y = first["y"]
+    res = assemble(raws[0], t0, np.float64, t_eval, dense_output, events, SensResult)
+    y = res["y"]
     res["y"] = y[:n] if y.ndim == 2 else y
     res["sens_method"] = sens
-    nt = len(first["t"])
-    blocks = [r["y"][n:].reshape(_width(lanes), n, nt) if nt
-              else np.zeros((_width(lanes), n, 0)) for r, lanes in zip(results, chunks)]
+    nt = res["t"].shape[0]
+    # each chunk's directions, (k, n, nt)
+    blocks = [raw["y"][:, n:].T.reshape(_width(lanes), n, nt) for raw, lanes in zip(raws, chunks)]
     directions = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
     if lanes_p is not None:
         res["sens"] = directions[lanes_p].transpose(1, 0, 2)
     if lanes_y0 is not None:
         res["sens_y0"] = directions[lanes_y0].transpose(1, 0, 2)
     if events is not None:
-        res["y_events"] = [ye[:, :n] if np.ndim(ye) == 2 else ye for ye in first["y_events"]]
+        res["y_events"] = [ye[:, :n] if np.ndim(ye) == 2 else ye for ye in res["y_events"]]
     if dense_output:
-        res["sol"] = SensSolution([(r["sol"], _width(lanes)) for r, lanes in zip(results, chunks)],
+        sols = [res["sol"]] + [assemble(raw, t0, np.float64, t_eval, True, None)["sol"]
+                               for raw in raws[1:]]
+        res["sol"] = SensSolution([(sol, _width(lanes)) for sol, lanes in zip(sols, chunks)],
                                   n, lanes_p, lanes_y0)
-    res["nfev"] = sum(r["nfev"] for r in results)
+    res["nfev"] = sum([raw["nfev"] for raw in raws])
     return res

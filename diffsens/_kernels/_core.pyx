@@ -783,7 +783,7 @@ def solve(tableau, fun, double t0, double t_bound,
     ``OdeResult``.
 
     With ``sens_lanes = k > 0`` the state is ``[y, S]`` (S lane-major, see
-    ``sens.h``), ``y0`` holds all n (1 + k) initial values, ``p_seed`` (m, k)
+    ``sens.h``), ``y0`` holds all n (1 + k) initial values, ``p_seed`` (k, m)
     the parameter directions, and error control covers ``y[:norm_n]`` (0: all).
 
     ``jac`` (a user's ``jac(t, y, *args)``) and ``mass`` (an (n, n) matrix)
@@ -847,7 +847,7 @@ def solve(tableau, fun, double t0, double t_bound,
     if sens_lanes > 0:
         if rhs.c.jvp == NULL:
             raise TypeError("this right-hand side cannot give Jacobian-vector products")
-        seed = np.ascontiguousarray(np.asarray(p_seed, dtype=np.float64).T).reshape(-1)
+        seed = np.ascontiguousarray(p_seed, dtype=np.float64).reshape(-1)
         if seed.size == 0:
             seed = np.zeros(1)
         ds_sens_rhs_init(&sens_rhs, &sens_ctx, &rhs.c, sens_lanes,
