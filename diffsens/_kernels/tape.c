@@ -3,6 +3,7 @@
 
 #include "lanes.h"
 #include "tape.h"
+#include "tiny.h"
 
 /* The interpreter's inner pieces must inline into their loops. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -155,6 +156,35 @@ static inline int arity(int code)
     }
 }
 
+/* y into its slots, the outputs out of theirs: compiled with n a constant
+ * for tiny systems (tiny.h), whose loop control costs more than the moves. */
+DS_TINY_INLINE void load_y(int n, double *v, const double *y)
+{
+    for (int i = 0; i < n; ++i)
+        v[1 + i] = y[i];
+}
+
+DS_TINY_INLINE void gather(int n, const int32_t *outputs, const double *v, double *dy)
+{
+    for (int q = 0; q < n; ++q)
+        dy[q] = v[outputs[q]];
+}
+
+/* The reverse sweep's seeds on the output slots (an output may repeat a
+ * slot, so they add). */
+DS_TINY_INLINE void seed_outputs(int n, const int32_t *outputs, const double *w,
+                                 double *adj)
+{
+    for (int q = 0; q < n; ++q)
+        adj[outputs[q]] += w[q];
+}
+
+DS_TINY_INLINE void copy_doubles(int n, const double *src, double *dst)
+{
+    for (int i = 0; i < n; ++i)
+        dst[i] = src[i];
+}
+
 /* Slots t and y, and p and the constants when asked: a solve's scratch
  * keeps its constants (loaded once by ds_tape_rhs_init) and its parameters
  * (loaded on the first call: p is fixed for the whole solve). */
@@ -164,8 +194,7 @@ DS_INLINE void load_inputs(const ds_tape *tape, double *v, double t,
 {
     const int n = tape->n, m = tape->m;
     v[0] = t;
-    for (int i = 0; i < n; ++i)
-        v[1 + i] = y[i];
+    DS_WITH_TINY_N(n, load_y(n_, v, y); break);
     if (with_p)
         for (int i = 0; i < m; ++i)
             v[1 + n + i] = p[i];
@@ -226,8 +255,7 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *ops)
 
 DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
 {
-    for (int q = 0; q < tape->n; ++q)
-        dy[q] = v[tape->outputs[q]];
+    DS_WITH_TINY_N(tape->n, gather(n_, tape->outputs, v, dy); break);
 }
 
 /* All slot values (the reverse sweep reads them back), op by op (tape.h),
@@ -494,6 +522,31 @@ DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
     }
 }
 
+/* The seeds of y (lane-major, yd[j n + i]) into the lanes of the slots of y
+ * (slot-major), and the outputs' lanes back out lane-major: two small
+ * transposes, compiled with n a constant for tiny systems (tiny.h), where
+ * their loop control costs more than the moves (measured). */
+DS_TINY_INLINE void seed_y_lanes(int n, int k, const double *yd, double *d)
+{
+    if (yd == NULL) {
+        memset(d, 0, (size_t)n * k * sizeof(double));
+        return;
+    }
+    for (int i = 0; i < n; ++i)
+        for (int j = 0; j < k; ++j)
+            d[(size_t)i * k + j] = yd[(size_t)j * n + i];
+}
+
+DS_TINY_INLINE void output_lanes(int n, int k, const int32_t *outputs, const double *d,
+                                 double *dyd)
+{
+    for (int q = 0; q < n; ++q) {
+        const double *src = d + (size_t)outputs[q] * k;
+        for (int j = 0; j < k; ++j)
+            dyd[(size_t)j * n + q] = src[j];
+    }
+}
+
 /* The jvp; with `inputs_ready` the scratch already holds p, the constants and
  * the lanes of p (seeded from pd) and of the constants (zero). */
 DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const double *y,
@@ -506,9 +559,7 @@ DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const doubl
     load_inputs(tape, v, t, y, p, !inputs_ready, !inputs_ready);
     for (int j = 0; j < k; ++j)
         d[j] = 0.0;                 /* t */
-    for (int i = 0; i < n; ++i)
-        for (int j = 0; j < k; ++j)
-            d[(size_t)(1 + i) * k + j] = yd ? yd[(size_t)j * n + i] : 0.0;
+    DS_WITH_TINY_N(n, seed_y_lanes(n_, k, yd, d + k); break);
     if (!inputs_ready) {
         for (int i = 0; i < m; ++i)
             for (int j = 0; j < k; ++j)
@@ -519,11 +570,7 @@ DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const doubl
 
     jvp_ops(tape, v, d, k);
     gather_outputs(tape, v, dy);
-    for (int q = 0; q < n; ++q) {
-        const double *src = d + (size_t)tape->outputs[q] * k;
-        for (int j = 0; j < k; ++j)
-            dyd[(size_t)j * n + q] = src[j];
-    }
+    DS_WITH_TINY_N(n, output_lanes(n_, k, tape->outputs, d, dyd); break);
 }
 
 /* jvp_k compiled for each small lane count: a known k lets the compiler
@@ -566,8 +613,7 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
     load_inputs(tape, v, t, y, p, with_p, with_consts);
     forward_values(tape, v, dy);
     memset(adj, 0, (size_t)slots * sizeof(double));
-    for (int q = 0; q < n; ++q)
-        adj[tape->outputs[q]] += w[q];
+    DS_WITH_TINY_N(n, seed_outputs(n_, tape->outputs, w, adj); break);
 
     /* op by op, last to first (the order the blocks' loops took, so the
      * adjoints sum in the same order) */
@@ -649,9 +695,9 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
         else if (two && r.cb != 0.0)
             adj[op[2]] += r.cb * g;
     }
-    memcpy(wy, adj + 1, (size_t)n * sizeof(double));
+    DS_WITH_TINY_N(n, copy_doubles(n_, adj + 1, wy); break);
     if (wp && m)
-        memcpy(wp, adj + 1 + n, (size_t)m * sizeof(double));
+        DS_WITH_TINY_N(m, copy_doubles(n_, adj + 1 + n, wp); break);
 }
 
 void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
