@@ -88,6 +88,30 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
  * time (trsm may hand several right-hand sides to OpenBLAS's threads). */
 #define DS_ROS_SMALL 16
 
+/* x <- W^{-1} x for one right-hand side of a tiny system (n a constant:
+ * straight-line code), W = P L U as dgetrf leaves it (column-major, 1-based
+ * pivots), U's diagonal inverted by the caller. */
+DS_TINY_INLINE void solve_one_tiny(int n, const double *LU, const int *ipiv,
+                                   const double *inv_diag, double *x)
+{
+    for (int i = 0; i < n; ++i) {   /* row interchanges, in order */
+        const int k = ipiv[i] - 1;
+        if (k != i) {
+            const double tmp = x[i];
+            x[i] = x[k];
+            x[k] = tmp;
+        }
+    }
+    for (int j = 0; j < n; ++j)     /* L, unit diagonal */
+        for (int i = j + 1; i < n; ++i)
+            x[i] -= LU[(size_t)j * n + i] * x[j];
+    for (int j = n - 1; j >= 0; --j) {   /* U */
+        x[j] *= inv_diag[j];
+        for (int i = 0; i < j; ++i)
+            x[i] -= LU[(size_t)j * n + i] * x[j];
+    }
+}
+
 /* x <- W^{-1} x for `count` right-hand sides of length n, W = P L U as
  * dgetrf leaves it (column-major, 1-based pivots). */
 DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
@@ -101,11 +125,19 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
                            x + (size_t)b * n, &nn, &info);
         return;
     }
-    /* all right-hand sides advance together, and U's diagonal is inverted
-     * once: independent work in place of a chain of divisions */
     double inv_diag[DS_ROS_SMALL];
     for (int j = 0; j < n; ++j)
         inv_diag[j] = 1.0 / LU[(size_t)j * n + j];
+    if (n <= 4) {
+        /* a tiny block's solve unrolls completely: block after block */
+        DS_WITH_TINY_N(n, {
+            for (int b = 0; b < count; ++b)
+                solve_one_tiny(n_, LU, ipiv, inv_diag, x + (size_t)b * n_);
+            return;
+        });
+    }
+    /* all right-hand sides advance together, and U's diagonal is inverted
+     * once: independent work in place of a chain of divisions */
     for (int i = 0; i < n; ++i) {   /* row interchanges, in order */
         const int k = ipiv[i] - 1;
         if (k != i)
