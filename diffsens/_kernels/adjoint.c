@@ -264,13 +264,6 @@ int ds_adjoint_quadrature(ds_adjoint_ctx *c, ds_interp *lam, int nodes,
     return 0;
 }
 
-/* acc += x over n (tiny.h: a few parameters cost more loop than sums) */
-DS_TINY_INLINE void add_to(int n, const double *x, double *acc)
-{
-    for (int i = 0; i < n; ++i)
-        acc[i] += x[i];
-}
-
 /* ds_erk_step_adjoint with n a parameter, so that tiny systems get it as a
  * constant (tiny.h): their loops over n are most of the step's own cost. */
 DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx *c,
@@ -360,7 +353,7 @@ DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx
         if ((rc = ds_adjoint_vjp(c, t + ci * h, stage_y + (size_t)i * n, kb,
                                  v.y, v.wy, v.wp)))
             return rc;
-        DS_WITH_TINY_N(m, add_to(n_, v.wp, pbar); break);
+        DS_WITH_TINY_N(m, ds_tiny_add(n_, v.wp, pbar); break);
         /* the stage's argument: y + h sum_j a_ij k_j (y_new for i = s) */
         if (i == s) {
             for (int q = 0; q < n; ++q)

@@ -156,14 +156,8 @@ static inline int arity(int code)
     }
 }
 
-/* y into its slots, the outputs out of theirs: compiled with n a constant
- * for tiny systems (tiny.h), whose loop control costs more than the moves. */
-DS_TINY_INLINE void load_y(int n, double *v, const double *y)
-{
-    for (int i = 0; i < n; ++i)
-        v[1 + i] = y[i];
-}
-
+/* The outputs out of their slots: compiled with n a constant for tiny
+ * systems (tiny.h), whose loop control costs more than the moves. */
 DS_TINY_INLINE void gather(int n, const int32_t *outputs, const double *v, double *dy)
 {
     for (int q = 0; q < n; ++q)
@@ -179,12 +173,6 @@ DS_TINY_INLINE void seed_outputs(int n, const int32_t *outputs, const double *w,
         adj[outputs[q]] += w[q];
 }
 
-DS_TINY_INLINE void copy_doubles(int n, const double *src, double *dst)
-{
-    for (int i = 0; i < n; ++i)
-        dst[i] = src[i];
-}
-
 /* Slots t and y, and p and the constants when asked: a solve's scratch
  * keeps its constants (loaded once by ds_tape_rhs_init) and its parameters
  * (loaded on the first call: p is fixed for the whole solve). */
@@ -194,7 +182,7 @@ DS_INLINE void load_inputs(const ds_tape *tape, double *v, double t,
 {
     const int n = tape->n, m = tape->m;
     v[0] = t;
-    DS_WITH_TINY_N(n, load_y(n_, v, y); break);
+    DS_WITH_TINY_N(n, ds_tiny_copy(n_, y, v + 1); break);
     if (with_p)
         for (int i = 0; i < m; ++i)
             v[1 + n + i] = p[i];
@@ -695,9 +683,9 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
         else if (two && r.cb != 0.0)
             adj[op[2]] += r.cb * g;
     }
-    DS_WITH_TINY_N(n, copy_doubles(n_, adj + 1, wy); break);
+    DS_WITH_TINY_N(n, ds_tiny_copy(n_, adj + 1, wy); break);
     if (wp && m)
-        DS_WITH_TINY_N(m, copy_doubles(n_, adj + 1 + n, wp); break);
+        DS_WITH_TINY_N(m, ds_tiny_copy(n_, adj + 1 + n, wp); break);
 }
 
 void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,

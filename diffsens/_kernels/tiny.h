@@ -44,4 +44,19 @@
     default: { const int n_ = (n); body; }                                   \
     }
 
+/* Short copies and sums over n doubles, for use inside DS_WITH_TINY_N: with
+ * n a constant they become a few moves (a libc call or a loop costs more at
+ * that size). */
+DS_TINY_INLINE void ds_tiny_copy(int n, const double *src, double *dst)
+{
+    for (int i = 0; i < n; ++i)
+        dst[i] = src[i];
+}
+
+DS_TINY_INLINE void ds_tiny_add(int n, const double *x, double *acc)
+{
+    for (int i = 0; i < n; ++i)
+        acc[i] += x[i];
+}
+
 #endif /* DIFFSENS_TINY_H */
