@@ -75,7 +75,9 @@ def _paired(ours, peer, repeats, min_time):
     times = ([], [])
     start = time.perf_counter()
     while len(times[0]) < repeats or time.perf_counter() - start < 2 * min_time:
+        _round(ours, max(1, calls[0] // 4))
         times[0].append(_round(ours, calls[0]))
+        _round(peer, max(1, calls[1] // 4))
         times[1].append(_round(peer, calls[1]))
         if len(times[0]) >= 100 * repeats:
             break

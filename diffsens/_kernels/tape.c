@@ -260,27 +260,33 @@ DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
 #define DS_THREADED 0
 #endif
 
+/* The label table of a threaded loop (all three passes): the common ops have
+ * handlers op_<NAME>, the rest share op_other, the end row jumps to done. */
+#define DS_OP_LABELS {                                                              \
+        [DS_OP_ADD] = &&op_ADD, [DS_OP_SUB] = &&op_SUB, [DS_OP_MUL] = &&op_MUL,       \
+        [DS_OP_DIV] = &&op_DIV, [DS_OP_NEG] = &&op_NEG, [DS_OP_POW] = &&op_other,     \
+        [DS_OP_POWI] = &&op_POWI, [DS_OP_ABS] = &&op_other, [DS_OP_EXP] = &&op_other, \
+        [DS_OP_LOG] = &&op_other, [DS_OP_LOG1P] = &&op_other,                        \
+        [DS_OP_EXPM1] = &&op_other, [DS_OP_SQRT] = &&op_other,                       \
+        [DS_OP_SIN] = &&op_other, [DS_OP_COS] = &&op_other, [DS_OP_TAN] = &&op_other, \
+        [DS_OP_TANH] = &&op_other, [DS_OP_SINH] = &&op_other,                        \
+        [DS_OP_COSH] = &&op_other, [DS_OP_ARCTAN] = &&op_other,                      \
+        [DS_OP_ARCSIN] = &&op_other, [DS_OP_ARCCOS] = &&op_other,                    \
+        [DS_OP_LT] = &&op_other, [DS_OP_LE] = &&op_other, [DS_OP_GT] = &&op_other,    \
+        [DS_OP_GE] = &&op_other, [DS_OP_EQ] = &&op_other, [DS_OP_NE] = &&op_other,    \
+        [DS_OP_SELECT] = &&op_other, [DS_OP_MAX] = &&op_other,                       \
+        [DS_OP_MIN] = &&op_other, [DS_OP_LINCOMB] = &&op_LINCOMB,                    \
+        [DS_OP_SQUARE] = &&op_SQUARE, [DS_OP_SUM] = &&op_SUM,                        \
+        [DS_OP_PROD] = &&op_PROD, [DS_OP_COUNT] = &&done,                            \
+    }
+
 static void forward_values(const ds_tape *tape, double *v, double *dy)
 {
     double *out = v + first_op_slot(tape);
     const int32_t *ls = tape->lc_slot;
     const int32_t *op = tape->ops;
 #if DS_THREADED
-    static const void *const next[DS_OP_COUNT + 1] = {
-        [DS_OP_ADD] = &&op_ADD, [DS_OP_SUB] = &&op_SUB, [DS_OP_MUL] = &&op_MUL,
-        [DS_OP_DIV] = &&op_DIV, [DS_OP_NEG] = &&op_NEG, [DS_OP_POW] = &&op_other,
-        [DS_OP_POWI] = &&op_POWI, [DS_OP_ABS] = &&op_other, [DS_OP_EXP] = &&op_other,
-        [DS_OP_LOG] = &&op_other, [DS_OP_LOG1P] = &&op_other, [DS_OP_EXPM1] = &&op_other,
-        [DS_OP_SQRT] = &&op_other, [DS_OP_SIN] = &&op_other, [DS_OP_COS] = &&op_other,
-        [DS_OP_TAN] = &&op_other, [DS_OP_TANH] = &&op_other, [DS_OP_SINH] = &&op_other,
-        [DS_OP_COSH] = &&op_other, [DS_OP_ARCTAN] = &&op_other,
-        [DS_OP_ARCSIN] = &&op_other, [DS_OP_ARCCOS] = &&op_other,
-        [DS_OP_LT] = &&op_other, [DS_OP_LE] = &&op_other, [DS_OP_GT] = &&op_other,
-        [DS_OP_GE] = &&op_other, [DS_OP_EQ] = &&op_other, [DS_OP_NE] = &&op_other,
-        [DS_OP_SELECT] = &&op_other, [DS_OP_MAX] = &&op_other, [DS_OP_MIN] = &&op_other,
-        [DS_OP_LINCOMB] = &&op_LINCOMB, [DS_OP_SQUARE] = &&op_SQUARE,
-        [DS_OP_SUM] = &&op_SUM, [DS_OP_PROD] = &&op_PROD, [DS_OP_COUNT] = &&done,
-    };
+    static const void *const next[DS_OP_COUNT + 1] = DS_OP_LABELS;
 #define OP(name) op_##name:
 #define NEXT op += 4; ++out; goto *next[op[0]]
     goto *next[op[0]];
@@ -380,133 +386,47 @@ static inline local row_partials(const int32_t *op, const double *v)
 }
 
 /* Every op's value and its k derivative lanes (d: slot-major), op by op as
- * in the value pass and with the same arithmetic.  The common ops have their
- * own lane expressions (lanes.h); the rest go through op_eval's partials. */
+ * in the value pass and with the same arithmetic, with the same threaded
+ * dispatch.  tape_jvp_ops.inc holds the loop; it is compiled once per small
+ * lane count (a known k lets the compiler unroll and vectorize the lane
+ * arithmetic) and once for any k.  (An include, not an inline function:
+ * GCC does not copy a function that keeps a table of its labels.) */
+#define JVP_OPS jvp_ops_1
+#define JVP_K 1
+#include "tape_jvp_ops.inc"
+#define JVP_OPS jvp_ops_2
+#define JVP_K 2
+#include "tape_jvp_ops.inc"
+#define JVP_OPS jvp_ops_3
+#define JVP_K 3
+#include "tape_jvp_ops.inc"
+#define JVP_OPS jvp_ops_4
+#define JVP_K 4
+#include "tape_jvp_ops.inc"
+#define JVP_OPS jvp_ops_5
+#define JVP_K 5
+#include "tape_jvp_ops.inc"
+#define JVP_OPS jvp_ops_6
+#define JVP_K 6
+#include "tape_jvp_ops.inc"
+#define JVP_OPS jvp_ops_8
+#define JVP_K 8
+#include "tape_jvp_ops.inc"
+#define JVP_OPS jvp_ops_any
+#define JVP_K k_arg
+#include "tape_jvp_ops.inc"
+
 DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
 {
-    const int32_t *ls = tape->lc_slot;
-    int slot = first_op_slot(tape);
-    for (const int32_t *op = tape->ops; op[0] != DS_OP_COUNT; op += 4, ++slot) {
-        double *out = v + slot, *dout = d + (size_t)slot * k;
-        const int code = op[0];
-        const double *da = d + (size_t)op[1] * k;
-        switch (code) {
-        case DS_OP_ADD: case DS_OP_SUB: {
-            const double *db = d + (size_t)op[2] * k;
-            if (code == DS_OP_ADD) {
-                *out = v[op[1]] + v[op[2]];
-#define ADD_LANES(AT) (AT(da) + AT(db))
-                DS_FOR_LANES(k, dout, ADD_LANES);
-            } else {
-                *out = v[op[1]] - v[op[2]];
-#define SUB_LANES(AT) (AT(da) - AT(db))
-                DS_FOR_LANES(k, dout, SUB_LANES);
-            }
-            continue;
-        }
-        case DS_OP_MUL: {
-            const double va = v[op[1]], vb = v[op[2]];
-            const double *db = d + (size_t)op[2] * k;
-            *out = va * vb;
-#define MUL_LANES(AT) (vb * AT(da) + va * AT(db))
-            DS_FOR_LANES(k, dout, MUL_LANES);
-            continue;
-        }
-        case DS_OP_NEG: {
-            *out = -v[op[1]];
-#define NEG_LANES(AT) (-AT(da))
-            DS_FOR_LANES(k, dout, NEG_LANES);
-            continue;
-        }
-        case DS_OP_SUM: {
-            double plus = 0.0, minus = 0.0;
-            memset(dout, 0, (size_t)k * sizeof(double));
-            for (int t_ = op[1]; t_ < op[2]; ++t_) {
-                const double *ds = d + (size_t)ls[t_] * k;
-                plus += v[ls[t_]];
-#define PLUS_LANES(AT) (AT(dout) + AT(ds))
-                DS_FOR_LANES(k, dout, PLUS_LANES);
-            }
-            for (int t_ = op[2]; t_ < op[3]; ++t_) {
-                const double *ds = d + (size_t)ls[t_] * k;
-                minus += v[ls[t_]];
-#define MINUS_LANES(AT) (AT(dout) - AT(ds))
-                DS_FOR_LANES(k, dout, MINUS_LANES);
-            }
-            *out = plus - minus;
-            continue;
-        }
-        case DS_OP_LINCOMB: {
-            double acc = 0.0;
-            memset(dout, 0, (size_t)k * sizeof(double));
-            for (int t_ = op[2]; t_ < op[3]; ++t_) {
-                const double w = tape->lc_weight[t_];
-                const double *ds = d + (size_t)ls[t_] * k;
-                acc += w * v[ls[t_]];
-#define WEIGHTED_LANES(AT) (AT(dout) + w * AT(ds))
-                DS_FOR_LANES(k, dout, WEIGHTED_LANES);
-            }
-            *out = acc;
-            continue;
-        }
-        case DS_OP_PROD: {
-            const int32_t *f = ls + op[2];
-            const int nf = op[3] - op[2];
-            if (nf == 3) {   /* the common k y_a y_b of mass action */
-                const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
-                const double c0 = x1 * x2, c1 = x0 * x2, c2 = x0 * x1;
-                const double *d0 = d + (size_t)f[0] * k, *d1 = d + (size_t)f[1] * k,
-                             *d2 = d + (size_t)f[2] * k;
-                *out = x0 * x1 * x2;
-#define PROD3_LANES(AT) (c0 * AT(d0) + c1 * AT(d1) + c2 * AT(d2))
-                DS_FOR_LANES(k, dout, PROD3_LANES);
-                continue;
-            }
-            /* d/dx_i = the product of the others, without dividing */
-            double prefix[DS_PROD_MAX + 1], suffix[DS_PROD_MAX + 1];
-            prefix[0] = 1.0;
-            suffix[nf] = 1.0;
-            for (int i = 0; i < nf; ++i)
-                prefix[i + 1] = prefix[i] * v[f[i]];
-            for (int i = nf - 1; i >= 0; --i)
-                suffix[i] = suffix[i + 1] * v[f[i]];
-            *out = prefix[nf];   /* (1.0 * x0 * x1 ...: the value pass's product) */
-            const double *d0 = d + (size_t)f[0] * k;
-            const double c0 = prefix[0] * suffix[1];
-#define FIRST_FACTOR_LANES(AT) (c0 * AT(d0))
-            DS_FOR_LANES(k, dout, FIRST_FACTOR_LANES);
-            for (int i = 1; i < nf; ++i) {
-                const double ci = prefix[i] * suffix[i + 1];
-                const double *ds = d + (size_t)f[i] * k;
-#define FACTOR_LANES(AT) (AT(dout) + ci * AT(ds))
-                DS_FOR_LANES(k, dout, FACTOR_LANES);
-            }
-            continue;
-        }
-        default:
-            break;
-        }
-        const int two = reads_b_slot(code);
-        const local r = row_partials(op, v);
-        const double ca = r.ca, cb = r.cb;
-        *out = r.v;
-        if (code == DS_OP_SELECT) {   /* the chosen branch's lanes */
-            const double *src = d + (size_t)(cb != 0.0 ? op[2] : op[3]) * k;
-            memcpy(dout, src, (size_t)k * sizeof(double));
-        } else if (!two || cb == 0.0) {
-#define A_LANES(AT) (ca * AT(da))
-            DS_FOR_LANES(k, dout, A_LANES);
-        } else {
-            /* a zero partial contributes nothing, even against inf lanes */
-            const double *db = d + (size_t)op[2] * k;
-            if (ca == 0.0) {
-#define B_LANES(AT) (cb * AT(db))
-                DS_FOR_LANES(k, dout, B_LANES);
-            } else {
-#define AB_LANES(AT) (ca * AT(da) + cb * AT(db))
-                DS_FOR_LANES(k, dout, AB_LANES);
-            }
-        }
+    switch (k) {
+    case 1: jvp_ops_1(tape, v, d, 1); break;
+    case 2: jvp_ops_2(tape, v, d, 2); break;
+    case 3: jvp_ops_3(tape, v, d, 3); break;
+    case 4: jvp_ops_4(tape, v, d, 4); break;
+    case 5: jvp_ops_5(tape, v, d, 5); break;
+    case 6: jvp_ops_6(tape, v, d, 6); break;
+    case 8: jvp_ops_8(tape, v, d, 8); break;
+    default: jvp_ops_any(tape, v, d, k); break;
     }
 }
 
