@@ -310,9 +310,9 @@ cdef class TapeFunction:
         self.c.lc_slot = <const int32_t *>self._hold(program.lc_slot, np.int32)
         self.c.lc_weight = <const double *>self._hold(program.lc_weight, np.float64)
         self.c.outputs = <const int32_t *>self._hold(program.outputs, np.int32)
-        ops = np.empty(4 * (program.n_ops + 1), dtype=np.int32)
-        ds_tape_linearize(&self.c, <int32_t *>cnp.PyArray_DATA(ops))
-        self.c.ops = <const int32_t *>self._hold(ops, np.int32)
+        rows = np.empty(4 * (program.n_ops + 2), dtype=np.int32)
+        ds_tape_linearize(&self.c, <int32_t *>cnp.PyArray_DATA(rows))
+        self.c.ops = <const int32_t *>self._hold(rows, np.int32) + 4
 
     cdef void *_hold(self, a, dtype) except NULL:
         return hold(self.keep, a, dtype)

@@ -199,7 +199,7 @@ cdef extern from "tape.h":
         int k_loaded
 
     int ds_tape_slot_count(const ds_tape *tape) nogil
-    void ds_tape_linearize(const ds_tape *tape, int32_t *ops) nogil
+    void ds_tape_linearize(const ds_tape *tape, int32_t *rows) nogil
     size_t ds_tape_value_scratch(const ds_tape *tape) nogil
     size_t ds_tape_jvp_scratch(const ds_tape *tape, int k) nogil
     size_t ds_tape_vjp_scratch(const ds_tape *tape) nogil

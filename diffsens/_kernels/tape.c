@@ -209,8 +209,12 @@ DS_INLINE block decode(const ds_tape *tape, int index)
 }
 
 
-void ds_tape_linearize(const ds_tape *tape, int32_t *ops)
+void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
 {
+    int32_t *ops = rows;
+    ops[0] = DS_OP_COUNT;   /* the reverse sweep's end */
+    ops[1] = ops[2] = ops[3] = 0;
+    ops += 4;
     for (int bi = 0; bi < tape->n_blocks; ++bi) {
         const block B = decode(tape, bi);
         for (int i = 0; i < B.count; ++i, ops += 4) {
@@ -509,6 +513,107 @@ void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
     jvp(tape, scratch, t, y, p, k, yd, pd, dy, dyd, 0);
 }
 
+/* The adjoints of every slot, op by op from the last to the first (ops[-4]
+ * ends them), with the forward passes' threaded dispatch: each op adds its
+ * adjoint times its partials into its operands' adjoints. */
+static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
+{
+    const int32_t *ls = tape->lc_slot;
+    const int32_t *op = tape->ops + 4 * ((ptrdiff_t)tape->n_ops - 1);
+    const double *g = adj + first_op_slot(tape) + tape->n_ops - 1;  /* op's adjoint */
+    double gv;   /* *g, read once: the op's operands are other slots */
+#if DS_THREADED
+    static const void *const next[DS_OP_COUNT + 1] = DS_OP_LABELS;
+#define OP(name) op_##name: gv = *g;
+#define NEXT op -= 4; --g; goto *next[op[0]]
+    goto *next[op[0]];
+#else
+#define OP(name) case DS_OP_##name: gv = *g;
+#define NEXT break
+    for (; op[0] != DS_OP_COUNT; op -= 4, --g)
+    switch (op[0]) {
+#endif
+    OP(ADD) {
+        adj[op[1]] += gv;
+        adj[op[2]] += gv;
+    } NEXT;
+    OP(SUB) {
+        adj[op[1]] += gv;
+        adj[op[2]] -= gv;
+    } NEXT;
+    OP(MUL) {
+        const double va = v[op[1]], vb = v[op[2]];
+        if (gv != 0.0) {   /* no 0 * inf from an unused infinite operand */
+            adj[op[1]] += vb * gv;
+            adj[op[2]] += va * gv;
+        }
+    } NEXT;
+    OP(NEG) adj[op[1]] -= gv; NEXT;
+    OP(SQUARE) {
+        if (gv != 0.0)
+            adj[op[1]] += 2.0 * v[op[1]] * gv;
+    } NEXT;
+    OP(LINCOMB) {
+        for (int j = op[2]; j < op[3]; ++j)
+            adj[ls[j]] += tape->lc_weight[j] * gv;
+    } NEXT;
+    OP(SUM) {
+        for (int j = op[1]; j < op[2]; ++j)
+            adj[ls[j]] += gv;
+        for (int j = op[2]; j < op[3]; ++j)
+            adj[ls[j]] -= gv;
+    } NEXT;
+    OP(PROD) {
+        const int32_t *f = ls + op[2];
+        const int nf = op[3] - op[2];
+        if (gv == 0.0) {
+            /* nothing to add */
+        } else if (nf == 3) {   /* k y_a y_b */
+            const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
+            adj[f[0]] += x1 * x2 * gv;
+            adj[f[1]] += x0 * x2 * gv;
+            adj[f[2]] += x0 * x1 * gv;
+        } else {
+            /* d/dx_k = the product of the others, without dividing */
+            double suffix[DS_PROD_MAX + 1];
+            suffix[nf] = 1.0;
+            for (int q = nf - 1; q >= 0; --q)
+                suffix[q] = suffix[q + 1] * v[f[q]];
+            double prefix = gv;
+            for (int q = 0; q < nf; ++q) {
+                adj[f[q]] += prefix * suffix[q + 1];
+                prefix *= v[f[q]];
+            }
+        }
+    } NEXT;
+    /* the rest through op_eval's partials */
+    OP(DIV) OP(POWI)
+#if DS_THREADED
+    op_other: gv = *g;
+#else
+    default: gv = *g;
+#endif
+    if (gv != 0.0) {
+        const int code = op[0];
+        const local r = row_partials(op, v);
+        if (r.ca != 0.0)
+            adj[op[1]] += r.ca * gv;
+        if (code == DS_OP_SELECT)
+            adj[r.cb != 0.0 ? op[2] : op[3]] += gv;
+        else if (reads_b_slot(code) && r.cb != 0.0)
+            adj[op[2]] += r.cb * gv;
+    }
+    NEXT;
+#if DS_THREADED
+done:
+    return;
+#else
+    }
+#endif
+#undef OP
+#undef NEXT
+}
+
 /* The reverse sweep; with_p / with_consts: load those slots (a solve's
  * scratch keeps them, as for the value). */
 static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
@@ -523,86 +628,7 @@ static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
     memset(adj, 0, (size_t)slots * sizeof(double));
     DS_WITH_TINY_N(n, seed_outputs(n_, tape->outputs, w, adj); break);
 
-    /* op by op, last to first (the order the blocks' loops took, so the
-     * adjoints sum in the same order) */
-    const int32_t *ls = tape->lc_slot;
-    const int first = first_op_slot(tape);
-    for (int i = tape->n_ops - 1; i >= 0; --i) {
-        const int32_t *op = tape->ops + 4 * (size_t)i;
-        const int code = op[0];
-        const double g = adj[first + i];
-        switch (code) {
-        case DS_OP_ADD:
-            adj[op[1]] += g;
-            adj[op[2]] += g;
-            continue;
-        case DS_OP_SUB:
-            adj[op[1]] += g;
-            adj[op[2]] -= g;
-            continue;
-        case DS_OP_MUL: {
-            const double va = v[op[1]], vb = v[op[2]];
-            if (g == 0.0)   /* no 0 * inf from an unused infinite operand */
-                continue;
-            adj[op[1]] += vb * g;
-            adj[op[2]] += va * g;
-            continue;
-        }
-        case DS_OP_NEG:
-            adj[op[1]] -= g;
-            continue;
-        case DS_OP_SQUARE:
-            if (g != 0.0)
-                adj[op[1]] += 2.0 * v[op[1]] * g;
-            continue;
-        case DS_OP_LINCOMB:
-            for (int j = op[2]; j < op[3]; ++j)
-                adj[ls[j]] += tape->lc_weight[j] * g;
-            continue;
-        case DS_OP_SUM:
-            for (int j = op[1]; j < op[2]; ++j)
-                adj[ls[j]] += g;
-            for (int j = op[2]; j < op[3]; ++j)
-                adj[ls[j]] -= g;
-            continue;
-        case DS_OP_PROD: {
-            const int32_t *f = ls + op[2];
-            const int nf = op[3] - op[2];
-            if (g == 0.0)
-                continue;
-            if (nf == 3) {   /* k y_a y_b */
-                const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
-                adj[f[0]] += x1 * x2 * g;
-                adj[f[1]] += x0 * x2 * g;
-                adj[f[2]] += x0 * x1 * g;
-                continue;
-            }
-            /* d/dx_k = the product of the others, without dividing */
-            double suffix[DS_PROD_MAX + 1];
-            suffix[nf] = 1.0;
-            for (int k = nf - 1; k >= 0; --k)
-                suffix[k] = suffix[k + 1] * v[f[k]];
-            double prefix = g;
-            for (int k = 0; k < nf; ++k) {
-                adj[f[k]] += prefix * suffix[k + 1];
-                prefix *= v[f[k]];
-            }
-            continue;
-        }
-        default:
-            break;
-        }
-        if (g == 0.0)
-            continue;
-        const int two = reads_b_slot(code);
-        const local r = row_partials(op, v);
-        if (r.ca != 0.0)
-            adj[op[1]] += r.ca * g;
-        if (code == DS_OP_SELECT)
-            adj[r.cb != 0.0 ? op[2] : op[3]] += g;
-        else if (two && r.cb != 0.0)
-            adj[op[2]] += r.cb * g;
-    }
+    reverse_ops(tape, v, adj);
     DS_WITH_TINY_N(n, ds_tiny_copy(n_, adj + 1, wy); break);
     if (wp && m)
         DS_WITH_TINY_N(m, ds_tiny_copy(n_, adj + 1 + n, wp); break);

@@ -108,12 +108,15 @@ typedef struct ds_tape {
     const int32_t *lc_slot;   /* LINCOMB / SUM / PROD operand slots */
     const double *lc_weight;  /* LINCOMB weights (indexed like lc_slot) */
     const int32_t *outputs;   /* n */
-    const int32_t *ops;       /* 4 * (n_ops + 1): the program op by op (see
-                               * above), then a row with code DS_OP_COUNT */
+    const int32_t *ops;       /* 4 * n_ops: the program op by op (see above),
+                               * between two rows with code DS_OP_COUNT (ops[-4]
+                               * and ops[4 n_ops]: the reverse sweep's end and
+                               * the forward passes') */
 } ds_tape;
 
-/* Fills ops (4 * (n_ops + 1)) from the blocks; all three passes run it. */
-void ds_tape_linearize(const ds_tape *tape, int32_t *ops);
+/* Fills rows (4 * (n_ops + 2)) from the blocks: an end row, the program,
+ * an end row; tape->ops is then rows + 4.  All three passes run it. */
+void ds_tape_linearize(const ds_tape *tape, int32_t *rows);
 
 int ds_tape_slot_count(const ds_tape *tape);
 
