@@ -67,9 +67,10 @@ def _paired(ours, peer, repeats, min_time):
     On a shared machine the speed of the whole machine drifts by 2x over
     seconds; timing one contender after the other lets that drift into the
     ratio.  Alternating rounds expose both to the same drift, and the median
-    of the per-round ratios (peer / ours) cancels it.  A round is long enough
-    that the first, cold call after the other contender's round (whose
-    runtime, jax's say, evicts the caches) weighs little.
+    of the per-round ratios (peer / ours) cancels it.  Each timed round
+    follows an untimed quarter round of the same contender, so that neither
+    is timed cold after the other's round (whose runtime, jax's say, evicts
+    the caches and the branch history).
     """
     calls = [_calls_per_round(ours), _calls_per_round(peer)]
     times = ([], [])
