@@ -284,22 +284,38 @@ DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
         [DS_OP_PROD] = &&op_PROD, [DS_OP_COUNT] = &&done,                            \
     }
 
+/* The frame of one pass's loop over the ops rows, shared by the three passes:
+ *   DS_OPS_BEGIN(step)  enter at row `op`; `step` advances op and the pass's
+ *                       own pointers by one row (its first operand)
+ *   DS_OP_CASE(NAME)    the handler of one op code
+ *   DS_OTHER_OP         the handler of the codes without their own
+ *   DS_OP_NEXT(step)    ends a handler: step, then the next row's handler
+ *   DS_OPS_END          after the last handler (the end row lands here)
+ * Threaded: a label table and a jump per row; otherwise a switch in a loop. */
+#if DS_THREADED
+#define DS_OPS_BEGIN(...)                                                    \
+    static const void *const next_[DS_OP_COUNT + 1] = DS_OP_LABELS;         \
+    goto *next_[op[0]];
+#define DS_OP_CASE(name) op_##name:
+#define DS_OTHER_OP op_other:
+#define DS_OP_NEXT(...) __VA_ARGS__; goto *next_[op[0]]
+#define DS_OPS_END done:;
+#else
+#define DS_OPS_BEGIN(...) for (; op[0] != DS_OP_COUNT; __VA_ARGS__) switch (op[0]) {
+#define DS_OP_CASE(name) case DS_OP_##name:
+#define DS_OTHER_OP default:
+#define DS_OP_NEXT(...) break
+#define DS_OPS_END }
+#endif
+
 static void forward_values(const ds_tape *tape, double *v, double *dy)
 {
     double *out = v + first_op_slot(tape);
     const int32_t *ls = tape->lc_slot;
     const int32_t *op = tape->ops;
-#if DS_THREADED
-    static const void *const next[DS_OP_COUNT + 1] = DS_OP_LABELS;
-#define OP(name) op_##name:
-#define NEXT op += 4; ++out; goto *next[op[0]]
-    goto *next[op[0]];
-#else
-#define OP(name) case DS_OP_##name:
-#define NEXT break
-    for (; op[0] != DS_OP_COUNT; op += 4, ++out)
-    switch (op[0]) {
-#endif
+#define OP(name) DS_OP_CASE(name)
+#define NEXT DS_OP_NEXT(op += 4, ++out)
+    DS_OPS_BEGIN(op += 4, ++out)
     OP(ADD) *out = v[op[1]] + v[op[2]]; NEXT;
     OP(SUB) *out = v[op[1]] - v[op[2]]; NEXT;
     OP(MUL) *out = v[op[1]] * v[op[2]]; NEXT;
@@ -332,17 +348,8 @@ static void forward_values(const ds_tape *tape, double *v, double *dy)
         *out = acc;
     } NEXT;
     OP(POWI) *out = op_eval(DS_OP_POWI, v[op[1]], 0.0, 0.0, op[2], 0).v; NEXT;
-#if DS_THREADED
-    op_other:
-#else
-    default:
-#endif
-    *out = op_eval(op[0], v[op[1]], v[op[2]], v[op[3]], 0, 0).v; NEXT;
-#if DS_THREADED
-done:
-#else
-    }
-#endif
+    DS_OTHER_OP *out = op_eval(op[0], v[op[1]], v[op[2]], v[op[3]], 0, 0).v; NEXT;
+    DS_OPS_END
 #undef OP
 #undef NEXT
     gather_outputs(tape, v, dy);
@@ -522,17 +529,9 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
     const int32_t *op = tape->ops + 4 * ((ptrdiff_t)tape->n_ops - 1);
     const double *g = adj + first_op_slot(tape) + tape->n_ops - 1;  /* op's adjoint */
     double gv;   /* *g, read once: the op's operands are other slots */
-#if DS_THREADED
-    static const void *const next[DS_OP_COUNT + 1] = DS_OP_LABELS;
-#define OP(name) op_##name: gv = *g;
-#define NEXT op -= 4; --g; goto *next[op[0]]
-    goto *next[op[0]];
-#else
-#define OP(name) case DS_OP_##name: gv = *g;
-#define NEXT break
-    for (; op[0] != DS_OP_COUNT; op -= 4, --g)
-    switch (op[0]) {
-#endif
+#define OP(name) DS_OP_CASE(name) gv = *g;
+#define NEXT DS_OP_NEXT(op -= 4, --g)
+    DS_OPS_BEGIN(op -= 4, --g)
     OP(ADD) {
         adj[op[1]] += gv;
         adj[op[2]] += gv;
@@ -587,12 +586,7 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
         }
     } NEXT;
     /* the rest through op_eval's partials */
-    OP(DIV) OP(POWI)
-#if DS_THREADED
-    op_other: gv = *g;
-#else
-    default: gv = *g;
-#endif
+    OP(DIV) OP(POWI) DS_OTHER_OP gv = *g;
     if (gv != 0.0) {
         const int code = op[0];
         const local r = row_partials(op, v);
@@ -604,12 +598,7 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
             adj[op[2]] += r.cb * gv;
     }
     NEXT;
-#if DS_THREADED
-done:
-    return;
-#else
-    }
-#endif
+    DS_OPS_END
 #undef OP
 #undef NEXT
 }
