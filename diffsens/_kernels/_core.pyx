@@ -859,8 +859,8 @@ def solve(tableau, fun, double t0, double t_bound,
                                         + (y0.shape[0] - rhs.c.n) * rhs.c.n)
             sens_ctx.scratch = <double *>cnp.PyArray_DATA(coupling_scratch)
             sens_ctx.block = sens_ctx.scratch + 2 * y0.shape[0]
-            sens_ctx.block_ready = 0
             coupling.ctx = &sens_ctx
+            coupling.block = sens_ctx.block
             coupling.prepare = ds_sens_coupling_prepare
             coupling.apply = ds_sens_coupling
             pb.coupling = &coupling

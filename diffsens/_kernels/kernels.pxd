@@ -75,6 +75,7 @@ cdef extern from "rosenbrock.h":
 
     ctypedef struct ds_coupling:
         void *ctx
+        const double *block
         int (*prepare)(void *ctx, double t, const double *Y, const double *F,
                        const double *p) noexcept
         int (*apply)(void *ctx, double t, const double *Y, const double *F,
@@ -227,7 +228,6 @@ cdef extern from "sens.h":
         const double *p_seed
         double *scratch
         double *block
-        int block_ready
 
     void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base,
                           int k, const double *p_seed) nogil

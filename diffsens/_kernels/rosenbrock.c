@@ -62,6 +62,13 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
     return 0;
 }
 
+/* Below this size W's triangular solves are done here, on dgetrf's factors:
+ * a LAPACK call costs more than the arithmetic of a small solve (measured:
+ * ~5x on a 3-state problem), and with several right-hand sides OpenBLAS goes
+ * through trsm, slower still.  Larger systems use dgetrs, one block at a
+ * time (trsm may hand several right-hand sides to OpenBLAS's threads). */
+#define DS_ROS_SMALL 16
+
 int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
                   const double *M, const double *J, double *W, int *ipiv)
 {
@@ -81,13 +88,6 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
     return info;
 }
 
-/* Below this size W's triangular solves are done here, on dgetrf's factors:
- * a LAPACK call costs more than the arithmetic of a small solve (measured:
- * ~5x on a 3-state problem), and with several right-hand sides OpenBLAS goes
- * through trsm, slower still.  Larger systems use dgetrs, one block at a
- * time (trsm may hand several right-hand sides to OpenBLAS's threads). */
-#define DS_ROS_SMALL 16
-
 /* x <- W^{-1} x for one right-hand side of a tiny system (n a constant:
  * straight-line code), W = P L U as dgetrf leaves it (column-major, 1-based
  * pivots), U's diagonal inverted by the caller. */
@@ -95,12 +95,12 @@ DS_TINY_INLINE void solve_one_tiny(int n, const double *LU, const int *ipiv,
                                    const double *inv_diag, double *x)
 {
     for (int i = 0; i < n; ++i) {   /* row interchanges, in order */
+        /* unconditional (k may be i): a data-dependent branch here
+         * mispredicts more often than a swap costs */
         const int k = ipiv[i] - 1;
-        if (k != i) {
-            const double tmp = x[i];
-            x[i] = x[k];
-            x[k] = tmp;
-        }
+        const double xi = x[i], xk = x[k];
+        x[k] = xi;
+        x[i] = xk;
     }
     for (int j = 0; j < n; ++j)     /* L, unit diagonal */
         for (int i = j + 1; i < n; ++i)
@@ -113,9 +113,11 @@ DS_TINY_INLINE void solve_one_tiny(int n, const double *LU, const int *ipiv,
 }
 
 /* x <- W^{-1} x for `count` right-hand sides of length n, W = P L U as
- * dgetrf leaves it (column-major, 1-based pivots). */
+ * dgetrf leaves it (column-major, 1-based pivots), inv_diag the inverses of
+ * U's diagonal when n <= DS_ROS_SMALL (see inverted_diagonal). */
 DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
-                                 const double *LU, const int *ipiv, double *x)
+                                 const double *LU, const int *ipiv,
+                                 const double *inv_diag, double *x)
 {
     if (n > DS_ROS_SMALL) {
         int nn = n, one = 1, info = 0;
@@ -125,9 +127,6 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
                            x + (size_t)b * n, &nn, &info);
         return;
     }
-    double inv_diag[DS_ROS_SMALL];
-    for (int j = 0; j < n; ++j)
-        inv_diag[j] = 1.0 / LU[(size_t)j * n + j];
     if (n <= 4) {
         /* a tiny block's solve unrolls completely: block after block */
         DS_WITH_TINY_N(n, {
@@ -136,8 +135,7 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
             return;
         });
     }
-    /* all right-hand sides advance together, and U's diagonal is inverted
-     * once: independent work in place of a chain of divisions */
+    /* all right-hand sides advance together */
     for (int i = 0; i < n; ++i) {   /* row interchanges, in order */
         const int k = ipiv[i] - 1;
         if (k != i)
@@ -165,6 +163,28 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
     }
 }
 
+/* 1 / U's diagonal, once per step for all its solves: independent
+ * multiplications in place of a chain of divisions in every solve. */
+DS_TINY_INLINE void inverted_diagonal(int n, const double *LU, double *inv_diag)
+{
+    if (n <= DS_ROS_SMALL)
+        for (int j = 0; j < n; ++j)
+            inv_diag[j] = 1.0 / LU[(size_t)j * n + j];
+}
+
+/* x += B u, B (rows x n) column-major: the coupling of a sensitivity
+ * stage to its state stage u. */
+DS_TINY_INLINE void add_coupling(int n, int rows, const double *B, const double *u,
+                                 double *x)
+{
+    for (int j = 0; j < n; ++j) {
+        const double uj = u[j];
+        const double *col = B + (size_t)j * rows;
+#define COUPLING_COLUMN(AT) (AT(x) + uj * AT(col))
+        DS_FOR_LANES(rows, x, COUPLING_COLUMN);
+    }
+}
+
 /* out[q] = EXPR(AT) for q < n (lanes.h): vector pairs over a system with its
  * sensitivity blocks, plain loops over a system alone (measured: on a tiny
  * system the pairs cost more than the loops). */
@@ -176,6 +196,55 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
         else                                                     \
             DS_FOR_LANES(n, out, EXPR);                          \
     } while (0)
+
+/* sa = sum_{j<i} a_j U_j and sc = sum_{j<i} (c_j / h) U_j in one pass over
+ * the earlier stages, each sum in the stages' order; returns whether any
+ * c_j is nonzero. */
+DS_TINY_INLINE int stage_sums_into(int n, int i, int blocks, const double *U,
+                                   const double *a, const double *c, double h,
+                                   double *sa, double *sc)
+{
+    int any_c = 0;
+    for (int q = 0; q < n; ++q)
+        sa[q] = sc[q] = 0.0;
+    for (int j = 0; j < i; ++j) {
+        const double aj = a[j], cj = c[j] / h;
+        const double *Uj = U + (size_t)j * n;
+#define A_TERM(AT) (AT(sa) + aj * AT(Uj))
+#define C_TERM(AT) (AT(sc) + cj * AT(Uj))
+        if (aj != 0.0)
+            ROS_FOR(n, sa, A_TERM);
+        if (cj != 0.0) {
+            any_c = 1;
+            ROS_FOR(n, sc, C_TERM);
+        }
+    }
+    return any_c;
+}
+
+/* A stage's argument ysum = y + sum_{j<i} a_j U_j (the increments summed
+ * before y is added) and csum = sum_{j<i} (c_j / h) U_j.  For a small
+ * system the sums are local arrays that no stage aliases, so the compiler
+ * may keep them in registers while the stages stream past. */
+DS_TINY_INLINE int stage_sums(int n, int i, int blocks, const double *U,
+                              const double *a, const double *c, double h,
+                              const double *y, double *ysum, double *csum)
+{
+    int any_c;
+    if (n <= DS_ROS_SMALL) {
+        double sa[DS_ROS_SMALL], sc[DS_ROS_SMALL];
+        any_c = stage_sums_into(n, i, blocks, U, a, c, h, sa, sc);
+#define SA_PLUS_Y(AT) (AT(sa) + AT(y))
+#define SC(AT) (AT(sc))
+        ROS_FOR(n, ysum, SA_PLUS_Y);
+        ROS_FOR(n, csum, SC);
+    } else {
+        any_c = stage_sums_into(n, i, blocks, U, a, c, h, ysum, csum);
+#define PLUS_Y(AT) (AT(ysum) + AT(y))
+        ROS_FOR(n, ysum, PLUS_Y);
+    }
+    return any_c;
+}
 
 /* ds_ros_step with the sizes as parameters, so that a tiny system without
  * sensitivity blocks gets them as constants (tiny.h). */
@@ -190,47 +259,32 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
     const int s = tab->s;
     /* the N states are N / n_block blocks sharing W */
     const int blocks = n / n_block;
+    const int coupled = coupling != NULL && blocks > 1;
+    /* the coupling as a matrix: n_block differences per step, in place of
+     * one along each of the s stages */
+    const int by_block = coupled && n_block < s;
     int rc;
-    if (coupling != NULL && blocks > 1 && n_block < s)
-        if ((rc = coupling->prepare(coupling->ctx, t, y, f0, p)))
-            return rc;
+    if (by_block && (rc = coupling->prepare(coupling->ctx, t, y, f0, p)))
+        return rc;
+    double inv_diag[DS_ROS_SMALL];
+    inverted_diagonal(n_block, W, inv_diag);
     for (int i = 0; i < s; ++i) {
         double *Ui = U + (size_t)i * n;
-        const double *ai = tab->a + (size_t)i * s, *ci = tab->c + (size_t)i * s;
+        /* + M sum_j (c_ij / h) U_j, summed in err (scratch until the end) */
+        double *cu = err;
+        int any_c = 0;
         if (i == 0) {
             memcpy(Ui, f0, (size_t)n * sizeof(double));
         } else {
-            /* stage-major, so each pass runs along contiguous memory; the
-             * increments are summed before y is added.  (No shipped
-             * tableau repeats a stage's argument, so none reuses an f.) */
-            memset(ytmp, 0, (size_t)n * sizeof(double));
-            for (int j = 0; j < i; ++j) {
-                const double a = ai[j];
-                const double *Uj = U + (size_t)j * n;
-#define A_TERM(AT) (AT(ytmp) + a * AT(Uj))
-                if (a != 0.0)
-                    ROS_FOR(n, ytmp, A_TERM);
-            }
-#define PLUS_Y(AT) (AT(ytmp) + AT(y))
-            ROS_FOR(n, ytmp, PLUS_Y);
+            /* (No shipped tableau repeats a stage's argument, so none
+             * reuses an f.) */
+            any_c = stage_sums(n, i, blocks, U, tab->a + (size_t)i * s,
+                               tab->c + (size_t)i * s, h, y, ytmp, cu);
             ++*nfev;
             if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, ytmp, p, Ui)))
                 return rc;
         }
-        /* + M sum_j (c_ij / h) U_j */
-        double *cu = ytmp;
-        int any = 0;
-        memset(cu, 0, (size_t)n * sizeof(double));
-        for (int j = 0; j < i; ++j) {
-            const double c = ci[j] / h;
-            const double *Uj = U + (size_t)j * n;
-#define C_TERM(AT) (AT(cu) + c * AT(Uj))
-            if (c != 0.0) {
-                any = 1;
-                ROS_FOR(n, cu, C_TERM);
-            }
-        }
-        if (any) {
+        if (any_c) {
             if (M == NULL) {
 #define PLUS_CU(AT) (AT(Ui) + AT(cu))
                 ROS_FOR(n, Ui, PLUS_CU);
@@ -249,17 +303,29 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
 #define DFDT_TERM(AT) (AT(Ui) + gh * AT(dfdt))
             ROS_FOR(n, Ui, DFDT_TERM);
         }
-        solve_blocks(lapack, n_block, 1, W, ipiv, Ui);
-        if (coupling != NULL && blocks > 1) {
+        solve_blocks(lapack, n_block, 1, W, ipiv, inv_diag, Ui);
+        if (coupled) {
             /* rhs_S + B U_y for the sensitivity blocks */
-            if ((rc = coupling->apply(coupling->ctx, t, y, f0, p, Ui, ytmp)))
-                return rc;
             double *Ui_S = Ui + n_block;
+            if (by_block) {
+                /* n is a constant for small systems: so is the block's shape
+                 * for a tiny base system */
+                DS_WITH_TINY_N(n_block, {
+                    add_coupling(n_, n - n_, coupling->block, Ui, Ui_S);
+                    break;
+                });
+            } else {
+                if ((rc = coupling->apply(coupling->ctx, t, y, f0, p, Ui, ytmp)))
+                    return rc;
 #define PLUS_COUPLING(AT) (AT(Ui_S) + AT(ytmp))
-            ROS_FOR(n - n_block, Ui_S, PLUS_COUPLING);
+                ROS_FOR(n - n_block, Ui_S, PLUS_COUPLING);
+            }
         }
-        if (blocks > 1)
-            solve_blocks(lapack, n_block, blocks - 1, W, ipiv, Ui + n_block);
+        if (blocks > 1)   /* with the block count a constant too, where it can be */
+            DS_WITH_TINY_N(n_block, {
+                solve_blocks(lapack, n_, n / n_ - 1, W, ipiv, inv_diag, Ui + n_);
+                break;
+            });
     }
     memset(y_new, 0, (size_t)n * sizeof(double));
     memset(err, 0, (size_t)n * sizeof(double));

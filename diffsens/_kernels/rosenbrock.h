@@ -69,14 +69,16 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
 int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
                   const double *M, const double *J, double *W, int *ipiv);
 
-/* Forward sensitivities: the coupling block of the augmented Jacobian (see
- * ds_sens_coupling), applied to a direction of the first n states.  The
- * block is taken at the step's start, so every stage of a step shares it:
- * when the system has fewer states than the method stages, ds_ros_step calls
- * prepare once per step to form the block (n directions), and apply then
- * multiplies by it instead of differencing along each stage's direction. */
+/* Forward sensitivities: the block of the augmented Jacobian that couples
+ * the sensitivity rows to the first n states, taken at the step's start so
+ * that every stage of a step shares it.  When the system has fewer states
+ * than the method stages, ds_ros_step calls prepare once per step to form
+ * `block` ((N - n) x n, column-major; n directions) and multiplies by it;
+ * otherwise apply differences along each stage's direction u instead
+ * (out: N - n values). */
 typedef struct ds_coupling {
     void *ctx;
+    const double *block;
     int (*prepare)(void *ctx, double t, const double *Y, const double *F,
                    const double *p);
     int (*apply)(void *ctx, double t, const double *Y, const double *F,

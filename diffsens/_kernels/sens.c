@@ -32,10 +32,10 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
 
 /* out (N - n) = (F_S(Y + eps u) - F_S(Y)) / eps, eps a sqrt(eps)-relative
  * step along u (the usual forward-difference step). */
-static int coupling_difference(const ds_sens_ctx *c, double t, const double *Y,
-                               const double *F, const double *p,
-                               const double *u, double *out)
+int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
+                     const double *p, const double *u, double *out)
 {
+    const ds_sens_ctx *c = (const ds_sens_ctx *)ctx;
     const int n = c->base->n, N = n * (1 + c->k);
     double *Yp = c->scratch, *Fp = c->scratch + N;
     double ynorm = 0.0, unorm = 0.0;
@@ -51,7 +51,7 @@ static int coupling_difference(const ds_sens_ctx *c, double t, const double *Y,
     memcpy(Yp, Y, (size_t)N * sizeof(double));
     for (int i = 0; i < n; ++i)
         Yp[i] += eps * u[i];
-    int rc = sens_f((void *)c, t, Yp, p, Fp);
+    int rc = sens_f(ctx, t, Yp, p, Fp);
     if (rc)
         return rc;
     for (int i = n; i < N; ++i)
@@ -68,10 +68,9 @@ int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
     double ynorm = 0.0;
     for (int i = 0; i < n; ++i)
         ynorm = fmax(ynorm, fabs(Y[i]));
-    /* the step coupling_difference takes along a unit direction */
+    /* the step ds_sens_coupling takes along a unit direction */
     const double eps = 1.4901161193847656e-08 * fmax(ynorm, 1e-8);
     memcpy(Yp, Y, (size_t)N * sizeof(double));
-    c->block_ready = 0;
     for (int j = 0; j < n; ++j) {
         Yp[j] = Y[j] + eps;
         const double step = Yp[j] - Y[j];   /* the step actually taken */
@@ -83,32 +82,5 @@ int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
             col[r] = (Fp[n + r] - F[n + r]) / step;
         Yp[j] = Y[j];
     }
-    c->block_ready = 1;
-    return 0;
-}
-
-int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
-                     const double *p, const double *u, double *out)
-{
-    const ds_sens_ctx *c = (const ds_sens_ctx *)ctx;
-    if (!c->block_ready)
-        return coupling_difference(c, t, Y, F, p, u, out);
-    const int n = c->base->n, rows = n * c->k;
-    int started = 0;
-    for (int j = 0; j < n; ++j) {
-        const double uj = u[j];
-        const double *col = c->block + (size_t)j * rows;
-        if (uj == 0.0)
-            continue;
-#define FIRST_COLUMN(AT) (uj * AT(col))
-#define NEXT_COLUMN(AT) (AT(out) + uj * AT(col))
-        if (started)
-            DS_FOR_LANES(rows, out, NEXT_COLUMN);
-        else
-            DS_FOR_LANES(rows, out, FIRST_COLUMN);
-        started = 1;
-    }
-    if (!started)
-        memset(out, 0, (size_t)rows * sizeof(double));
     return 0;
 }

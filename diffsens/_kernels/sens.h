@@ -30,7 +30,6 @@ typedef struct ds_sens_ctx {
     const double *p_seed;   /* m * k, lane-major */
     double *scratch;        /* 2 n (1 + k): for ds_sens_coupling */
     double *block;          /* n k x n: the coupling block (column-major) */
-    int block_ready;        /* block holds the current step's coupling */
 } ds_sens_ctx;
 
 /* An rhs of size n (1 + k) over the base rhs of size n. */
@@ -46,8 +45,8 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
 int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
                      const double *p, const double *u, double *out);
 
-/* Forms the coupling block at (t, Y) by n forward differences, one per state
- * direction; ds_sens_coupling then applies it as a matrix. */
+/* Forms the coupling block (ctx->block) at (t, Y) by n forward differences,
+ * one per state direction. */
 int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
                              const double *F, const double *p);
 
