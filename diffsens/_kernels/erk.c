@@ -26,6 +26,23 @@ DS_TINY_INLINE void combine_tiny(int n, const double *y, double h, const double 
         out[q] = y[q] + h * acc[q];
 }
 
+/* acc = sum_j coef[j] K_j (count >= 1), stage by stage */
+DS_TINY_INLINE void combine_terms(int n, const double *coef, int count, const double *K,
+                                  double *acc)
+{
+    const double c0 = coef[0];
+#define FIRST_TERM(AT) (c0 * AT(K))
+    DS_FOR_LANES(n, acc, FIRST_TERM);
+    for (int j = 1; j < count; ++j) {
+        const double c = coef[j];
+        if (c == 0.0)
+            continue;
+        const double *Kj = K + (size_t)j * n;
+#define NEXT_TERM(AT) (AT(acc) + c * AT(Kj))
+        DS_FOR_LANES(n, acc, NEXT_TERM);
+    }
+}
+
 DS_TINY_INLINE void combine(int n, const double *y, double h, const double *coef,
                             int count, const double *K, double *out)
 {
@@ -37,17 +54,15 @@ DS_TINY_INLINE void combine(int n, const double *y, double h, const double *coef
         memcpy(out, y, (size_t)n * sizeof(double));
         return;
     }
-    const double c0 = coef[0];
-#define FIRST_TERM(AT) (c0 * AT(K))
-    DS_FOR_LANES(n, out, FIRST_TERM);
-    for (int j = 1; j < count; ++j) {
-        const double c = coef[j];
-        if (c == 0.0)
-            continue;
-        const double *Kj = K + (size_t)j * n;
-#define NEXT_TERM(AT) (AT(out) + c * AT(Kj))
-        DS_FOR_LANES(n, out, NEXT_TERM);
+    if (n <= 16) {
+        /* a local sum, which no stage aliases: kept out of memory */
+        double acc[16];
+        combine_terms(n, coef, count, K, acc);
+#define FROM_Y_ACC(AT) (AT(y) + h * AT(acc))
+        DS_FOR_LANES(n, out, FROM_Y_ACC);
+        return;
     }
+    combine_terms(n, coef, count, K, out);
 #define FROM_Y(AT) (AT(y) + h * AT(out))
     DS_FOR_LANES(n, out, FROM_Y);
 }
