@@ -11,7 +11,7 @@ import argparse
 import gc
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import scipy.integrate
@@ -29,13 +29,15 @@ class Case:
     """One comparison: a problem, tolerances and two contenders.
 
     ``ours`` and ``peer`` are zero-argument callables returning the end state
-    (or the outputs compared against ``reference``).
+    (or the outputs compared against ``reference``; the peer's against
+    ``peer_reference`` when it computes something else, as a cost baseline).
     """
     label: str
     ours: Callable[[], np.ndarray]
     peer: Callable[[], np.ndarray]
     peer_name: str
     reference: np.ndarray
+    peer_reference: Optional[np.ndarray] = None
 
 
 def _calls_per_round(fn, target=2e-2):
@@ -210,6 +212,34 @@ def stiff_cases():
     if cvode is not None:
         cases.append(Case("rober Rodas5P traced", traced, cvode,
                           "CVODE sksundae (Python fun)", reference))
+    return cases + rober_sensitivity_cost_cases(rober, rhs, reference)
+
+
+def rober_sensitivity_cost_cases(rober, rhs, reference):
+    """What dy/dk (3 rate constants) costs on ROBER with Rodas5P: the peer
+    column is the plain traced solve, so ``ratio`` = plain / sensitivities
+    (0.5: the sensitivities cost twice the plain solve).  With the error
+    control on S (the default for 'continuous') and without it (CVODES's
+    default)."""
+    tight = solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
+                           sens="continuous", t_eval=rober.t_eval, rtol=1e-12, atol=1e-17)
+    sens_reference = tight.sens.reshape(-1, len(rober.t_eval))   # each dy_i/dk_j its own scale
+    kwargs = dict(t_eval=rober.t_eval, rtol=1e-6, atol=1e-10)
+
+    def plain():
+        return solve_ivp(rhs, rober.t_span, rober.y0, method="Rodas5P",
+                         args=(rober.p,), **kwargs).y
+
+    cases = []
+    for control, label in ((True, "rober dy/dk Rodas5P continuous"),
+                           (False, "rober dy/dk Rodas5P errconS off")):
+        def sens(control=control):
+            res = solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
+                                 sens="continuous", sens_error_control=control, **kwargs)
+            return res.sens.reshape(-1, len(rober.t_eval))
+
+        cases.append(Case(label, sens, plain, "diffsens plain (cost)", sens_reference,
+                          peer_reference=reference))
     return cases
 
 
@@ -620,13 +650,19 @@ def run_case(case, repeats=7, min_time=0.2):
         "label": case.label, "peer": case.peer_name,
         "ours_s": t_ours, "peer_s": t_peer, "ratio": ratio,
         "ours_err": np.nan if fail_ours else _error(v_ours, case.reference),
-        "peer_err": np.nan if fail_peer else _error(v_peer, case.reference),
+        "peer_err": np.nan if fail_peer else _error(
+            v_peer, case.reference if case.peer_reference is None else case.peer_reference),
     }
     notes = [f"{who} failed: {why}" for who, why in (("diffsens", fail_ours),
                                                      (case.peer_name, fail_peer)) if why]
     if notes:
         row["note"] = "; ".join(notes)
     return row
+
+
+def _ratio_text(ratio):
+    """Two decimals below 10 (a cost ratio near 0.5 must read as such)."""
+    return f"{ratio:.1f}" if ratio >= 10 else f"{ratio:.2f}"
 
 
 def print_table(rows, file=None):
@@ -636,7 +672,7 @@ def print_table(rows, file=None):
     print("-" * len(header), file=file)
     for r in rows:
         print(f"{r['label']:<34} {r['peer']:<24} {r['ours_s'] * 1e3:>8.3f}ms "
-              f"{r['peer_s'] * 1e3:>8.3f}ms {r['ratio']:>6.1f}x  "
+              f"{r['peer_s'] * 1e3:>8.3f}ms {_ratio_text(r['ratio']):>6}x  "
               f"{r['ours_err']:>12.2e} {r['peer_err']:>10.2e}", file=file)
     for r in rows:
         if r.get("note"):

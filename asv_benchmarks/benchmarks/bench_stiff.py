@@ -1,6 +1,7 @@
 """Stiff solvers and stiff forward sensitivities.
 
 ``StiffSolve``: ROBER with the Rosenbrock methods against scipy's BDF.
+``StiffSensitivityCost``: ROBER's dy/dk against its plain solve.
 ``SensitivityScaling``: a 2-D Brusselator on an N x N grid (2 N^2 states)
 with Rodas5P, plain and with dy/dp (m = 3) and dy/d(p, y0) (m = 3 + 2 N^2):
 each step factors W once and reuses its LU for every sensitivity column, so
@@ -30,6 +31,28 @@ class StiffSolve:
     def time_scipy_bdf(self, method, rhs):
         scipy.integrate.solve_ivp(self.prob.fun, self.prob.t_span, self.prob.y0,
                                   method="BDF", **self.kwargs)
+
+
+class StiffSensitivityCost:
+    """ROBER dy/dk (3 rate constants) with Rodas5P against the plain solve:
+    ``time_sens / time_plain`` is what the sensitivities cost, with and
+    without error control on them."""
+    params = ([True, False],)
+    param_names = ["sens_error_control"]
+
+    def setup(self, sens_error_control):
+        self.prob = prob = problems.get("rober_1e5")
+        self.rhs = diffsens.trace(prob.fun, prob.y0, prob.p)
+        self.kwargs = dict(t_eval=prob.t_eval, rtol=1e-6, atol=1e-10, method="Rodas5P")
+
+    def time_sens(self, sens_error_control):
+        diffsens.solve_ivp_sens(self.rhs, self.prob.t_span, self.prob.y0, self.prob.p,
+                                sens="continuous", sens_error_control=sens_error_control,
+                                **self.kwargs)
+
+    def time_plain(self, sens_error_control):
+        diffsens.solve_ivp(self.rhs, self.prob.t_span, self.prob.y0, args=(self.prob.p,),
+                           **self.kwargs)
 
 
 class SensitivityScaling:
