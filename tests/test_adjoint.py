@@ -918,3 +918,40 @@ def test_the_good_call_works():
     res = _call(**_GOOD)
     assert res.status == 0
     assert _rel(res.grad_p, _lin_exact()[1]) < 1e-2      # default rtol 1e-3
+
+
+@pytest.mark.parametrize("name", ["AdjointSolve", "ReversibleSolve"])
+def test_solve_objects_refuse_misuse_instead_of_crashing(name, monkeypatch):
+    """The kernels' pass objects (private, but reachable): a subclass that
+    skips __init__, or backward() before forward(), raise -- never hand the
+    C kernels null pointers or empty records."""
+    from diffsens._kernels import _core
+    cls = getattr(_core, name)
+
+    class SkipsInit(cls):
+        def __init__(self, *args, **kwargs):
+            pass
+
+    broken = SkipsInit()
+    with pytest.raises(RuntimeError, match="__init__ has not run"):
+        broken.forward()
+
+    made = []
+
+    class Recorder(cls):
+        def __init__(self, *args, **kwargs):
+            made.append((args, kwargs))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(_core, name, Recorder)
+    adjoint = "reversible" if name == "ReversibleSolve" else "gauss"
+    diffsens.adjoint_gradient(lambda t, y, p: -p[0] * y, (0, 1), [1.0, 2.0], [0.5],
+                              t_eval=[1.0], loss=lambda Y, p: Y.sum(), adjoint=adjoint)
+    args, kwargs = made[0]
+    fresh = cls(*args, **kwargs)
+    W = np.ones((2, 1))
+    with pytest.raises(RuntimeError, match="needs a finished forward"):
+        if name == "ReversibleSolve":
+            fresh.backward(W)
+        else:
+            fresh.backward(W, "gauss", 1e-6, 1e-8, 3)

@@ -102,6 +102,11 @@ cdef class AdjointSolve:
         if self.work == NULL:
             raise MemoryError()
 
+    cdef _check_initialized(self):
+        # a subclass that skips __init__ would hand the kernels null pointers
+        if self.work == NULL:
+            raise RuntimeError("AdjointSolve.__init__ has not run on this object")
+
     def __dealloc__(self):
         free(self.work)
 
@@ -143,6 +148,7 @@ cdef class AdjointSolve:
         With ``record_bytes`` it also keeps every step's interpolant while
         they fit, so the backward pass need not re-run the stretches (an
         explicit method's stages too; without ``interpolants``, only those)."""
+        self._check_initialized()
         cdef int d = _dense_degree(&self.pb)
         cdef Py_ssize_t points = self.t_evalc.shape[0] if self.t_evalc is not None else 64
         cdef Py_ssize_t room = self.interval + 2
@@ -230,6 +236,9 @@ cdef class AdjointSolve:
     def backward(self, cnp.ndarray W, str strategy, double rtol, double atol,
                  int nodes):
         """dL/dp and dL/dy0 for jumps W (n, len(t_eval)); see adjoint.h."""
+        self._check_initialized()
+        if self.t_out is None:
+            raise RuntimeError("backward() needs a finished forward()")
         if strategy == "discrete":
             return self._backward_discrete(W)
         return self._backward_continuous(W, strategy, rtol, atol, nodes)

@@ -98,12 +98,18 @@ cdef class ReversibleSolve:
             raise RuntimeError("a callback stopped the solver without an error")
         raise self.rhs.error
 
+    cdef _check_initialized(self):
+        # a subclass that skips __init__ would hand the kernels null pointers
+        if self.rhs is None:
+            raise RuntimeError("ReversibleSolve.__init__ has not run on this object")
+
     def forward(self):
         """Integrates the pair (y, z); returns (status, message)."""
         cdef Py_ssize_t n = self.n, n_eval = self.pb.n_eval
         cdef cnp.ndarray y_eval = np.zeros((max(n_eval, 1), n))
         cdef ds_reversible_out out
         cdef int rc
+        self._check_initialized()
         if self.forward_done:
             raise RuntimeError("forward() runs once per ReversibleSolve")
         self.ts_buf = np.empty(self.pb.n_fixed if self.pb.t_fixed != NULL else 256)
@@ -147,6 +153,7 @@ cdef class ReversibleSolve:
 
     def backward(self, W):
         """dL/dp and dL/dy0 for jumps W (n, len(t_eval)); see reversible.h."""
+        self._check_initialized()
         cdef Py_ssize_t n = self.n, n_eval = self.pb.n_eval
         cdef cnp.ndarray Wt = np.ascontiguousarray(np.asarray(W, dtype=np.float64).T)
         cdef cnp.ndarray pbar = np.zeros(max(self.m, 1))
