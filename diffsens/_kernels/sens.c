@@ -2,7 +2,6 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "lanes.h"
 #include "sens.h"
 
 static int sens_f(void *ctx, double t, const double *Y, const double *p,
