@@ -215,14 +215,21 @@ def stiff_cases():
     return cases + rober_sensitivity_cost_cases(rober, rhs, reference)
 
 
+def _rober_tight_sensitivities(rober, rhs):
+    """ROBER's dy/dk at its outputs, the references of the sensitivity and
+    adjoint rows.  (Rodas5P at 1e-10 ... 1e-13 agree to 1e-9; Rodas4 creeps
+    towards it.)"""
+    return solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
+                          sens="continuous", t_eval=rober.t_eval, rtol=1e-12, atol=1e-17)
+
+
 def rober_sensitivity_cost_cases(rober, rhs, reference):
     """What dy/dk (3 rate constants) costs on ROBER with Rodas5P: the peer
     column is the plain traced solve, so ``ratio`` = plain / sensitivities
     (0.5: the sensitivities cost twice the plain solve).  With the error
     control on S (the default for 'continuous') and without it (CVODES's
     default)."""
-    tight = solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
-                           sens="continuous", t_eval=rober.t_eval, rtol=1e-12, atol=1e-17)
+    tight = _rober_tight_sensitivities(rober, rhs)
     sens_reference = tight.sens.reshape(-1, len(rober.t_eval))   # each dy_i/dk_j its own scale
     kwargs = dict(t_eval=rober.t_eval, rtol=1e-6, atol=1e-10)
 
@@ -517,9 +524,7 @@ def _rober_adjoint_cases(adjoint_gradient):
     dgdy = np.zeros((rober.n, len(rober.t_eval)))
     dgdy[0] = 1.0
     rhs = trace(rober.fun, rober.y0, rober.p)
-    # Rodas5P at 1e-10 ... 1e-13 agree to 1e-9 (Rodas4 creeps towards it)
-    tight = solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
-                           sens="continuous", t_eval=rober.t_eval, rtol=1e-12, atol=1e-17)
+    tight = _rober_tight_sensitivities(rober, rhs)
     reference = _per_component(_chain_rule(tight, dgdy))
     kwargs = dict(t_eval=rober.t_eval, rtol=1e-6, atol=1e-10)
 

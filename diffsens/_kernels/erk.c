@@ -54,9 +54,9 @@ DS_TINY_INLINE void combine(int n, const double *y, double h, const double *coef
         memcpy(out, y, (size_t)n * sizeof(double));
         return;
     }
-    if (n <= 16) {
+    if (n <= DS_SMALL_N_MAX) {
         /* a local sum, which no stage aliases: kept out of memory */
-        double acc[16];
+        double acc[DS_SMALL_N_MAX];
         combine_terms(n, coef, count, K, acc);
 #define FROM_Y_ACC(AT) (AT(y) + h * AT(acc))
         DS_FOR_LANES(n, out, FROM_Y_ACC);

@@ -62,13 +62,6 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
     return 0;
 }
 
-/* Below this size W's triangular solves are done here, on dgetrf's factors:
- * a LAPACK call costs more than the arithmetic of a small solve (measured:
- * ~5x on a 3-state problem), and with several right-hand sides OpenBLAS goes
- * through trsm, slower still.  Larger systems use dgetrs, one block at a
- * time (trsm may hand several right-hand sides to OpenBLAS's threads). */
-#define DS_ROS_SMALL 16
-
 int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
                   const double *M, const double *J, double *W, int *ipiv)
 {
@@ -87,6 +80,13 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
     lapack->dgetrf(&nn_, &nn_, W, &nn_, ipiv, &info);
     return info;
 }
+
+/* Below this size W's triangular solves are done here, on dgetrf's factors:
+ * a LAPACK call costs more than the arithmetic of a small solve (measured:
+ * ~5x on a 3-state problem), and with several right-hand sides OpenBLAS goes
+ * through trsm, slower still.  Larger systems use dgetrs, one block at a
+ * time (trsm may hand several right-hand sides to OpenBLAS's threads). */
+#define DS_ROS_SMALL 16
 
 /* x <- W^{-1} x for one right-hand side of a tiny system (n a constant:
  * straight-line code), W = P L U as dgetrf leaves it (column-major, 1-based

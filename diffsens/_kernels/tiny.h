@@ -29,7 +29,10 @@
     default: { const int n_ = (n); body; }                                   \
     }
 
-/* DS_WITH_TINY_N, with n_ a constant up to 16 as well: for a loop nest
+/* The largest n DS_WITH_SMALL_N makes a constant. */
+#define DS_SMALL_N_MAX 16
+
+/* DS_WITH_TINY_N, with n_ a constant up to DS_SMALL_N_MAX as well: for a loop nest
  * over a small state that is cheap to compile many times (the explicit RK
  * step) and often runs on a few-state system augmented with its
  * sensitivities (n (1 + k) states: 10 for 2 states and 4 parameters). */
