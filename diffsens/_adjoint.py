@@ -17,8 +17,9 @@ strategy         parameter integral / y(t)                   memory
                  over stored lambda / checkpoints
 'backsolve'      carried with lambda / y integrated back     O(1); unstable on
                  with it                                     stiff problems
-'discrete'       exact derivative of the discrete explicit   checkpoints + one
-                 RK solution (reverse through each step)     stretch
+'discrete'       derivative of the discrete solution         checkpoints + one
+                 (reverse through each step; a Rosenbrock    stretch
+                 step recomputed, its stages solved with W^T)
 'reversible'     exact derivative of McCallum & Foster's     O(1) states +
                  reversible solver's solution; y(t) rebuilt  O(steps) step
                  backward in closed form                     times; non-stiff
@@ -196,9 +197,6 @@ def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
                          f"for adjoints, got {method!r}.")
     if adjoint not in STRATEGIES:
         raise ValueError(f"`adjoint` must be one of {list(STRATEGIES)}, got {adjoint!r}.")
-    if adjoint == "discrete" and method in ROSENBROCK_METHODS:
-        raise ValueError("adjoint='discrete' differentiates an explicit Runge-Kutta "
-                         "solution; with a Rosenbrock method use adjoint='gauss'.")
     if adjoint == "reversible" and method in ROSENBROCK_METHODS:
         raise ValueError("adjoint='reversible' wraps an explicit Runge-Kutta method "
                          f"('Tsit5', 'RK45', 'DOP853', 'Vern7', 'RK23'), not {method!r}; "

@@ -528,18 +528,18 @@ def _rober_adjoint_cases(adjoint_gradient):
     reference = _per_component(_chain_rule(tight, dgdy))
     kwargs = dict(t_eval=rober.t_eval, rtol=1e-6, atol=1e-10)
 
-    def ours():
-        res = adjoint_gradient(rhs, rober.t_span, rober.y0, rober.p, loss=_rober_loss,
-                               method="Rodas5P", **kwargs)
-        return _per_component(_succeeded(res).grad_p)
+    def ours(adjoint):
+        def run():
+            res = adjoint_gradient(rhs, rober.t_span, rober.y0, rober.p, loss=_rober_loss,
+                                   method="Rodas5P", adjoint=adjoint, **kwargs)
+            return _per_component(_succeeded(res).grad_p)
+        return run
 
     def forward():
         res = solve_ivp_sens(rhs, rober.t_span, rober.y0, rober.p, method="Rodas5P",
                              sens="continuous", **kwargs)
         return _per_component(_chain_rule(res, dgdy))
 
-    label = "rober dL/dp Rodas5P adjoint traced"
-    cases = [Case(label, ours, forward, "diffsens fwd continuous", reference)]
     try:
         grad = diffrax_grad(rober, diffrax_rober, "Kvaerno5", 1e-6, 1e-10,
                             lambda ys: ys[:, 0].sum())
@@ -547,11 +547,20 @@ def _rober_adjoint_cases(adjoint_gradient):
             value = grad()
             if not np.all(np.isfinite(value)):
                 raise FloatingPointError(f"non-finite gradient {value}")
-            cases.append(Case(label, ours, lambda: _per_component(grad()),
-                              "jax.grad Kvaerno5 (jit)", reference))
+            peer, peer_name = (lambda: _per_component(grad())), "jax.grad Kvaerno5 (jit)"
     except Exception as exc:        # diffrax's failure is a result, not a crash
-        cases.append(Case(label, ours, _failed_peer(f"{type(exc).__name__}: {exc}"),
-                          "jax.grad Kvaerno5 FAILED", reference))
+        grad = True
+        peer = _failed_peer(f"{type(exc).__name__}: {exc}")
+        peer_name = "jax.grad Kvaerno5 FAILED"
+    cases = []
+    # 'gauss' (the default) integrates the continuous adjoint, restarting at
+    # each output; 'discrete' reverses the forward steps, as jax.grad does
+    for adjoint in ("gauss", "discrete"):
+        label = f"rober dL/dp Rodas5P adjoint={adjoint} traced"
+        cases.append(Case(label, ours(adjoint), forward, "diffsens fwd continuous",
+                          reference))
+        if grad is not None:
+            cases.append(Case(label, ours(adjoint), peer, peer_name, reference))
     return cases
 
 

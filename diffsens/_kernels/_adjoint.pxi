@@ -8,7 +8,8 @@ from diffsens._kernels.kernels cimport (
     DS_ADJ_BACKSOLVE, DS_ADJ_LAMBDA, DS_ADJ_LAMBDA_MU, ds_adjoint_ctx, ds_backward,
     ds_backward_begin, ds_backward_run,
     ds_adjoint_quadrature, ds_adjoint_rhs_init, ds_adjoint_scratch,
-    ds_erk_stage_count, ds_erk_stretch_adjoint, ds_interp,
+    ds_erk_stage_count, ds_erk_stretch_adjoint, ds_interp, ds_ros_step_adjoint_scratch,
+    ds_ros_stretch_adjoint, ds_ros_tableau,
 )
 
 ADJOINT_MODES = {"gauss": DS_ADJ_LAMBDA, "quadrature": DS_ADJ_LAMBDA,
@@ -264,6 +265,8 @@ cdef class AdjointSolve:
         view.seg_len = view.seg_cap = hi - lo
 
     def _backward_discrete(self, cnp.ndarray W):
+        if self.rosenbrock:
+            return self._backward_discrete_rosenbrock(W)
         cdef CTableau tab = <CTableau>self.method
         cdef Py_ssize_t n = self.n, m = self.m, stages = ds_erk_stage_count(&tab.c)
         cdef ds_adjoint_ctx ctx
@@ -312,6 +315,68 @@ cdef class AdjointSolve:
                 if self.rhs.error is None:
                     raise RuntimeError("a callback stopped the solver without an error")
                 raise self.rhs.error
+        lam_out = np.asarray(<double[:n]>lam).copy() if n else np.zeros(0)
+        while i_out >= 0:     # outputs at t0 (only when no step was taken)
+            lam_out += Wt[i_out]
+            i_out -= 1
+        self.nfev_backward += nfev
+        grad_p = np.asarray(<double[:m]>pbar).copy() if m else np.zeros(0)
+        return grad_p, lam_out, 0, None
+
+    def _backward_discrete_rosenbrock(self, cnp.ndarray W):
+        """'discrete' for a Rosenbrock method: each stored step recomputed and
+        swept in reverse (ds_ros_step_adjoint)."""
+        cdef CRosTableau tab = <CRosTableau>self.method
+        cdef Py_ssize_t n = self.n, m = self.m
+        cdef ds_adjoint_ctx ctx
+        cdef ds_rhs adj
+        cdef ds_output view
+        cdef OutputBuffers seg
+        cdef long nfev = 0, i_out
+        cdef int rc = 0
+        cdef double sign = 1.0 if self.t_final >= self.pb.t0 else -1.0
+        t_eval, Wc = self._jumps(W)
+        cdef cnp.ndarray Wt = np.ascontiguousarray(Wc.T)
+        cdef Py_ssize_t n_eval = t_eval.shape[0]
+        # one allocation: adjoint scratch, the step's work, theta, lambda, pbar
+        cdef Py_ssize_t n_scratch = ds_adjoint_scratch(<int>n, <int>m)
+        cdef Py_ssize_t n_work = ds_ros_step_adjoint_scratch(&tab.c, <int>n, <int>m)
+        cdef Py_ssize_t n_theta = max(n_eval, 1)
+        cdef cnp.ndarray work = np.empty(n_scratch + n_work + n_theta + n + max(m, 1))
+        cdef cnp.ndarray pivots = np.empty(max(n, 1), dtype=np.intc)
+        cdef double *base = <double *>cnp.PyArray_DATA(work)
+        cdef double *step_work = base + n_scratch
+        cdef double *theta = step_work + n_work
+        cdef double *lam = theta + n_theta
+        cdef double *pbar = lam + n
+        cdef int *ipiv = <int *>cnp.PyArray_DATA(pivots)
+        cdef const double *t_evalp = <const double *>cnp.PyArray_DATA(<cnp.ndarray>t_eval)
+        cdef const double *Wtp = <const double *>cnp.PyArray_DATA(Wt)
+        memset(lam, 0, (n + max(m, 1)) * sizeof(double))
+        ds_adjoint_rhs_init(&adj, &ctx, &self.rhs.c, <const double *>cnp.PyArray_DATA(self.pc),
+                            NULL, DS_ADJ_LAMBDA, base)
+        i_out = n_eval - 1
+        for c in range(len(self.snapshots) - 1, -1, -1):
+            if self.recorded is not None:
+                self._recorded_view(c, &view)
+            else:
+                seg = self._segment(c)
+                view = seg.c
+            if self.release_gil:
+                with nogil:
+                    rc = _ros_stretch_adjoint(&tab.c, &ctx, &view, t_evalp, Wtp, &i_out,
+                                              sign, step_work, ipiv, theta, lam, pbar,
+                                              &nfev)
+            else:
+                rc = _ros_stretch_adjoint(&tab.c, &ctx, &view, t_evalp, Wtp, &i_out, sign,
+                                          step_work, ipiv, theta, lam, pbar, &nfev)
+            if rc:
+                if self.rhs.error is not None:
+                    raise self.rhs.error
+                if rc == DS_FAILED:
+                    return (np.full(m, np.nan), np.full(n, np.nan), -1,
+                            "W became singular when the backward pass recomputed a step.")
+                raise RuntimeError("a callback stopped the solver without an error")
         lam_out = np.asarray(<double[:n]>lam).copy() if n else np.zeros(0)
         while i_out >= 0:     # outputs at t0 (only when no step was taken)
             lam_out += Wt[i_out]
@@ -514,6 +579,17 @@ cdef int _stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
     return ds_erk_stretch_adjoint(tab, ctx, seg.seg_len, seg.seg_t_old, seg.seg_h,
                                   seg.seg_t_end, seg.seg_y_old, seg.seg_K, b[0], b[1], i_out,
                                   sign, b[2], b[3], b[4], b[5], b[6], b[7], nfev)
+
+
+cdef int _ros_stretch_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *ctx,
+                              ds_output *seg, const double *t_eval, const double *Wt,
+                              long *i_out, double sign, double *work, int *ipiv,
+                              double *theta, double *lam, double *pbar,
+                              long *nfev) noexcept nogil:
+    """ds_ros_stretch_adjoint over a stretch of stored steps."""
+    return ds_ros_stretch_adjoint(tab, ctx, &LAPACK, seg.seg_len, seg.seg_t_old, seg.seg_h,
+                                  seg.seg_t_end, seg.seg_y_old, t_eval, Wt, i_out, sign,
+                                  work, ipiv, theta, lam, pbar, nfev)
 
 
 cdef double _snapshot_t(bytes state):

@@ -387,16 +387,19 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
                                        n_out, theta, w, lam, pbar, nfev));
 }
 
-int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
-                           long len, const double *t_old, const double *h,
-                           const double *t_end, const double *y_old,
-                           const double *K_known, const double *t_eval,
-                           const double *Wt, long *i_out,
-                           double sign, double *K, double *stage_y, double *kbar,
-                           double *theta, double *lam, double *pbar, long *nfev)
+/* One stored step's discrete adjoint (step j of a stretch; n_out outputs at
+ * theta inside it with weights w), for the stretch walker below. */
+typedef int (*step_adjoint_fn)(void *ctx, long j, int n_out, const double *theta,
+                               const double *w);
+
+/* A stretch of stored steps, last first: the outputs t_eval[.. *i_out] at a
+ * step's end jump lam, those inside it go to that step's adjoint. */
+static int stretch_adjoint(int n, long len, const double *t_old, const double *h,
+                           const double *t_end, const double *t_eval,
+                           const double *Wt, long *i_out, double sign,
+                           double *theta, double *lam, step_adjoint_fn step,
+                           void *step_ctx)
 {
-    const int n = ctx->base->n;
-    const size_t width = (size_t)ds_erk_stage_count(tab) * n;
     long i = *i_out;
     for (long j = len - 1; j >= 0; --j) {
         for (; i >= 0 && t_eval[i] == t_end[j]; --i)
@@ -408,9 +411,7 @@ int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
         const long lo = i + 1;
         for (long e = lo; e < hi; ++e)
             theta[e - lo] = (t_eval[e] - t_old[j]) / h[j];
-        int rc = ds_erk_step_adjoint(tab, ctx, t_old[j], y_old + (size_t)j * n, h[j],
-                                     K_known ? K_known + j * width : NULL, K, stage_y, kbar, (int)(hi - lo), theta,
-                                     Wt + (size_t)lo * n, lam, pbar, nfev);
+        int rc = step(step_ctx, j, (int)(hi - lo), theta, Wt + (size_t)lo * n);
         if (rc) {
             *i_out = i;
             return rc;
@@ -418,6 +419,246 @@ int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
     }
     *i_out = i;
     return 0;
+}
+
+typedef struct erk_stretch {
+    const ds_erk_tableau *tab;
+    ds_adjoint_ctx *ctx;
+    const double *t_old, *h, *y_old, *K_known;
+    double *K, *stage_y, *kbar, *lam, *pbar;
+    long *nfev;
+} erk_stretch;
+
+static int erk_stored_step(void *ctx, long j, int n_out, const double *theta,
+                           const double *w)
+{
+    const erk_stretch *a = (const erk_stretch *)ctx;
+    const int n = a->ctx->base->n;
+    const size_t width = (size_t)ds_erk_stage_count(a->tab) * n;
+    return ds_erk_step_adjoint(a->tab, a->ctx, a->t_old[j], a->y_old + (size_t)j * n,
+                               a->h[j], a->K_known ? a->K_known + j * width : NULL,
+                               a->K, a->stage_y, a->kbar, n_out, theta, w, a->lam,
+                               a->pbar, a->nfev);
+}
+
+int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
+                           long len, const double *t_old, const double *h,
+                           const double *t_end, const double *y_old,
+                           const double *K_known, const double *t_eval,
+                           const double *Wt, long *i_out,
+                           double sign, double *K, double *stage_y, double *kbar,
+                           double *theta, double *lam, double *pbar, long *nfev)
+{
+    erk_stretch a = {tab, ctx, t_old, h, y_old, K_known, K, stage_y, kbar, lam, pbar,
+                     nfev};
+    return stretch_adjoint(ctx->base->n, len, t_old, h, t_end, t_eval, Wt, i_out, sign,
+                           theta, lam, erk_stored_step, &a);
+}
+
+/* ---- the discrete adjoint of a Rosenbrock step ---- */
+
+static int ros_dense_degree(const ds_ros_tableau *tab)
+{
+    return tab->q + 1;   /* y(theta) = y_old + sum_{j <= q} Q_j theta^(j+1) */
+}
+
+size_t ds_ros_step_adjoint_scratch(const ds_ros_tableau *tab, int n, int m)
+{
+    /* J, W; the stages and their adjoints; Q's adjoints; ten n-vectors; wp */
+    return 2 * (size_t)n * n + 2 * (size_t)tab->s * n
+           + (size_t)ros_dense_degree(tab) * n + 10 * (size_t)n + (size_t)m
+           + ds_ros_jacobian_scratch(n, n);
+}
+
+static double max_abs(int n, const double *x)
+{
+    double r = 0.0;
+    for (int q = 0; q < n; ++q)
+        r = fmax(r, fabs(x[q]));
+    return r;
+}
+
+int ds_ros_step_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *c,
+                        const ds_lapack *lapack, const double *M, double t,
+                        const double *y, double h, double *work, int *ipiv,
+                        int n_out, const double *theta, const double *w,
+                        double *lam, double *pbar, long *nfev)
+{
+    const ds_rhs *b = c->base;
+    const int n = b->n, m = b->m, s = tab->s, d = ros_dense_degree(tab);
+    double *J = work, *W = J + (size_t)n * n;
+    double *U = W + (size_t)n * n;            /* s * n */
+    double *Ubar = U + (size_t)s * n;         /* s * n */
+    double *Qbar = Ubar + (size_t)s * n;      /* d * n */
+    double *f0 = Qbar + (size_t)d * n, *dfdt = f0 + n, *ytmp = dfdt + n;
+    double *y_new = ytmp + n, *err = y_new + n, *mu = err + n, *ybar = mu + n;
+    double *base_w = ybar + n;    /* sum of the adjoints whose J^T is differenced at y */
+    double *dfdt_bar = base_w + n, *wy = dfdt_bar + n, *wp = wy + n;
+    double *jac_scratch = wp + m;
+    long njev = 0;
+    int rc, one = 1, info = 0, n_ = n;
+    char trans = 'T';
+
+    /* forward: the step as the solver took it */
+    ++*nfev;
+    if ((rc = b->f(b->ctx, t, y, c->p, f0)))
+        return rc;
+    if ((rc = ds_ros_jacobian(b, b, c->p, t, y, f0, J, dfdt, jac_scratch, nfev, &njev)))
+        return rc;
+    if (ds_ros_factor(lapack, n, tab->gamma * h, M, J, W, ipiv) != 0)
+        return DS_FAILED;   /* the forward pass factored this W */
+    if ((rc = ds_ros_step(tab, b, n, NULL, lapack, c->p, M, t, y, f0, dfdt, h, W, ipiv,
+                          U, ytmp, y_new, err, nfev)))
+        return rc;
+
+    /* reverse: the outputs inside the step, y(theta) = y + sum_j Q_j theta^(j+1) */
+    memset(Ubar, 0, (size_t)(s + d) * n * sizeof(double));   /* Ubar, Qbar */
+    memset(ybar, 0, 3 * (size_t)n * sizeof(double));   /* ybar, base_w, dfdt_bar */
+    for (int e = 0; e < n_out; ++e) {
+        const double *we = w + (size_t)e * n;
+        double power = theta[e];
+        for (int q = 0; q < n; ++q)
+            ybar[q] += we[q];
+        for (int j = 0; j < d; ++j, power *= theta[e])
+            for (int q = 0; q < n; ++q)
+                Qbar[(size_t)j * n + q] += power * we[q];
+    }
+    /* Q_0 = y_new - y + K_0, Q_r = K_r - K_{r-1}, Q_q = -K_{q-1}; K_r = sum_i H_ri U_i
+     * (ds_ros_dense_coefficients) */
+    for (int q = 0; q < n; ++q) {
+        lam[q] += Qbar[q];          /* lam: dL/dy_new from here on */
+        ybar[q] -= Qbar[q];
+    }
+    for (int r = 0; r < tab->q; ++r)
+        for (int i = 0; i < s; ++i) {
+            const double H = tab->H[(size_t)r * s + i];
+            if (H != 0.0)
+                for (int q = 0; q < n; ++q)
+                    Ubar[(size_t)i * n + q] += H * (Qbar[(size_t)r * n + q]
+                                                    - Qbar[(size_t)(r + 1) * n + q]);
+        }
+    /* y_new = y + sum_i m_i U_i */
+    for (int q = 0; q < n; ++q)
+        ybar[q] += lam[q];
+    for (int i = 0; i < s; ++i)
+        for (int q = 0; q < n; ++q)
+            Ubar[(size_t)i * n + q] += tab->m[i] * lam[q];
+
+    /* the stages, last first: W U_i = f(t + alpha_i h, Y_i) + M sum_j (c_ij / h) U_j
+     * + gamma_i h df/dt, Y_i = y + sum_j a_ij U_j */
+    const double ynorm = fmax(max_abs(n, y), 1e-8);
+    for (int i = s - 1; i >= 0; --i) {
+        memcpy(mu, Ubar + (size_t)i * n, (size_t)n * sizeof(double));
+        if (max_abs(n, mu) == 0.0)
+            continue;
+        lapack->dgetrs(&trans, &n_, &one, W, &n_, ipiv, mu, &n_, &info);
+        const double *a_row = tab->a + (size_t)i * s, *c_row = tab->c + (size_t)i * s;
+        /* f at the stage */
+        memcpy(ytmp, y, (size_t)n * sizeof(double));
+        for (int j = 0; j < i; ++j)
+            for (int q = 0; q < n; ++q)
+                ytmp[q] += a_row[j] * U[(size_t)j * n + q];
+        ++*nfev;
+        if ((rc = ds_adjoint_vjp(c, t + tab->alpha[i] * h, ytmp, mu, err, wy, wp)))
+            return rc;
+        for (int k = 0; k < m; ++k)
+            pbar[k] += wp[k];
+        for (int q = 0; q < n; ++q)
+            ybar[q] += wy[q];
+        for (int j = 0; j < i; ++j) {
+            double *Ub = Ubar + (size_t)j * n;
+            for (int q = 0; q < n; ++q)
+                Ub[q] += a_row[j] * wy[q];
+            /* M^T mu c_ij / h */
+            const double cij = c_row[j] / h;
+            if (cij == 0.0)
+                continue;
+            for (int q = 0; q < n; ++q) {
+                double Mmu = mu[q];
+                if (M != NULL) {
+                    Mmu = 0.0;
+                    for (int r = 0; r < n; ++r)
+                        Mmu += M[(size_t)q * n + r] * mu[r];   /* column q of M */
+                }
+                Ub[q] += cij * Mmu;
+            }
+        }
+        for (int q = 0; q < n; ++q)
+            dfdt_bar[q] += tab->gammas[i] * h * mu[q];
+        /* W = M / (gamma h) - J(y): d(mu^T J(y) U_i)/dy, /dp by a difference
+         * of J^T mu along U_i (the base point's term summed in base_w) */
+        const double *Ui = U + (size_t)i * n;
+        const double unorm = max_abs(n, Ui);
+        if (unorm == 0.0)
+            continue;
+        const double eps = 1.4901161193847656e-08 * ynorm / unorm;
+        for (int q = 0; q < n; ++q)
+            ytmp[q] = y[q] + eps * Ui[q];
+        ++*nfev;
+        if ((rc = ds_adjoint_vjp(c, t, ytmp, mu, err, wy, wp)))
+            return rc;
+        for (int k = 0; k < m; ++k)
+            pbar[k] += wp[k] / eps;
+        for (int q = 0; q < n; ++q) {
+            ybar[q] += wy[q] / eps;
+            base_w[q] += mu[q] / eps;
+        }
+    }
+    /* df/dt = (f(t + dt, y) - f(t, y)) / dt, as ds_ros_jacobian takes it */
+    if (!b->autonomous && max_abs(n, dfdt_bar) != 0.0) {
+        const double t1 = t + ds_ros_time_delta(t), inv = 1.0 / (t1 - t);
+        ++*nfev;
+        if ((rc = ds_adjoint_vjp(c, t1, y, dfdt_bar, err, wy, wp)))
+            return rc;
+        for (int k = 0; k < m; ++k)
+            pbar[k] += wp[k] * inv;
+        for (int q = 0; q < n; ++q) {
+            ybar[q] += wy[q] * inv;
+            base_w[q] += dfdt_bar[q] * inv;
+        }
+    }
+    if (max_abs(n, base_w) != 0.0) {
+        ++*nfev;
+        if ((rc = ds_adjoint_vjp(c, t, y, base_w, err, wy, wp)))
+            return rc;
+        for (int k = 0; k < m; ++k)
+            pbar[k] -= wp[k];
+        for (int q = 0; q < n; ++q)
+            ybar[q] -= wy[q];
+    }
+    memcpy(lam, ybar, (size_t)n * sizeof(double));
+    return 0;
+}
+
+typedef struct ros_stretch {
+    const ds_ros_tableau *tab;
+    ds_adjoint_ctx *ctx;
+    const ds_lapack *lapack;
+    const double *t_old, *h, *y_old;
+    double *work, *lam, *pbar;
+    int *ipiv;
+    long *nfev;
+} ros_stretch;
+
+static int ros_stored_step(void *ctx, long j, int n_out, const double *theta,
+                           const double *w)
+{
+    const ros_stretch *a = (const ros_stretch *)ctx;
+    return ds_ros_step_adjoint(a->tab, a->ctx, a->lapack, NULL, a->t_old[j],
+                               a->y_old + (size_t)j * a->ctx->base->n, a->h[j], a->work,
+                               a->ipiv, n_out, theta, w, a->lam, a->pbar, a->nfev);
+}
+
+int ds_ros_stretch_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *ctx,
+                           const ds_lapack *lapack, long len, const double *t_old,
+                           const double *h, const double *t_end, const double *y_old,
+                           const double *t_eval, const double *Wt, long *i_out,
+                           double sign, double *work, int *ipiv, double *theta,
+                           double *lam, double *pbar, long *nfev)
+{
+    ros_stretch a = {tab, ctx, lapack, t_old, h, y_old, work, lam, pbar, ipiv, nfev};
+    return stretch_adjoint(ctx->base->n, len, t_old, h, t_end, t_eval, Wt, i_out, sign,
+                           theta, lam, ros_stored_step, &a);
 }
 
 /* 'gauss': the parameter integral over the step the backward solve just took. */

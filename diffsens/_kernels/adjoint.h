@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "erk.h"
+#include "rosenbrock.h"
 #include "integrate.h"
 #include "rhs.h"
 
@@ -93,6 +94,36 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
                         double *stage_y, double *kbar, int n_out,
                         const double *theta, const double *w, double *lam,
                         double *pbar, long *nfev);
+
+/*
+ * The discrete adjoint of one Rosenbrock step of size h from (t, y) (the
+ * step ds_ros_step took, with W = M / (gamma h) - J(t, y); M NULL: the
+ * identity): the step is recomputed (J, W's LU, the stages), then swept in
+ * reverse, each stage through one solve with W^T.  J's own dependence on y
+ * and p (second derivatives of f) enters by a directional difference of
+ * vector-Jacobian products along each stage, as does df/dt's, which the
+ * forward step itself takes by a difference in t.  lam, pbar, n_out, theta
+ * and w as for ds_erk_step_adjoint.  work: ds_ros_step_adjoint_scratch
+ * doubles; ipiv: n ints.
+ */
+size_t ds_ros_step_adjoint_scratch(const ds_ros_tableau *tab, int n, int m);
+
+int ds_ros_step_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *ctx,
+                        const ds_lapack *lapack, const double *M, double t,
+                        const double *y, double h, double *work, int *ipiv,
+                        int n_out, const double *theta, const double *w,
+                        double *lam, double *pbar, long *nfev);
+
+/*
+ * ds_ros_step_adjoint over a stretch of stored steps, as
+ * ds_erk_stretch_adjoint (below) walks one.
+ */
+int ds_ros_stretch_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *ctx,
+                           const ds_lapack *lapack, long len, const double *t_old,
+                           const double *h, const double *t_end, const double *y_old,
+                           const double *t_eval, const double *Wt, long *i_out,
+                           double sign, double *work, int *ipiv, double *theta,
+                           double *lam, double *pbar, long *nfev);
 
 /*
  * ds_erk_step_adjoint over a stretch of stored steps (t_old, h, t_end,

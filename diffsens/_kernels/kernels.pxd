@@ -279,6 +279,13 @@ cdef extern from "adjoint.h":
                                double sign, double *K, double *stage_y, double *kbar,
                                double *theta, double *lam, double *pbar,
                                long *nfev) nogil
+    size_t ds_ros_step_adjoint_scratch(const ds_ros_tableau *tab, int n, int m) nogil
+    int ds_ros_stretch_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *ctx,
+                               const ds_lapack *lapack, long len, const double *t_old,
+                               const double *h, const double *t_end, const double *y_old,
+                               const double *t_eval, const double *Wt, long *i_out,
+                               double sign, double *work, int *ipiv, double *theta,
+                               double *lam, double *pbar, long *nfev) nogil
 
     ctypedef struct ds_backward:
         ds_problem *pb

@@ -51,7 +51,7 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
         memset(dfdt, 0, (size_t)N * sizeof(double));
         return 0;
     }
-    const double dt = SQRT_EPS * fmax(fabs(t), 1.0);
+    const double dt = ds_ros_time_delta(t);
     const double t1 = t + dt;
     ++*nfev;
     if ((rc = rhs->f(rhs->ctx, t1, y, p, fy)))

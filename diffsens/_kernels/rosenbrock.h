@@ -18,6 +18,8 @@
 #ifndef DIFFSENS_ROSENBROCK_H
 #define DIFFSENS_ROSENBROCK_H
 
+#include <math.h>
+
 #include "rhs.h"
 
 #ifdef __cplusplus
@@ -60,6 +62,12 @@ size_t ds_ros_jacobian_scratch(int N, int n);
  * differences.  df/dt is zero for an autonomous rhs, else a forward
  * difference.  Returns the rhs's nonzero code on a stop.
  */
+/* The step in t of ds_ros_jacobian's forward difference for df/dt. */
+static inline double ds_ros_time_delta(double t)
+{
+    return 1.4901161193847656e-08 * fmax(fabs(t), 1.0);   /* sqrt(eps) relative */
+}
+
 int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
                     double t, const double *y, const double *f0, double *J,
                     double *dfdt, double *scratch, long *nfev, long *njev);
