@@ -71,7 +71,7 @@ class AdjointLotkaVolterra:
 class AdjointRober:
     """ROBER on [0, 1e5], 50 log-spaced outputs, L = sum of y1, Rodas5P at
     rtol 1e-6, atol 1e-10."""
-    params = (["gauss", "interpolating", "quadrature"],)
+    params = (["gauss", "interpolating", "quadrature", "discrete"],)
     param_names = ["adjoint"]
 
     def setup(self, adjoint):
