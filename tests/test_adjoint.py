@@ -401,6 +401,16 @@ def test_brusselator_vs_forward(adjoint):
     assert _rel(res.grad_y0, g0) < 1e-5
 
 
+def test_brusselator_rosenbrock_discrete_vs_forward():
+    """n = 32: W^T's solves go through LAPACK (past the in-house tiny solves)."""
+    res = _adjoint(_traced(BRU.name), BRU.t_span, BRU.y0, BRU.p, "discrete", t_eval=BRU_T,
+                   dgdy=BRU_W, method="Rodas5P", rtol=1e-8, atol=1e-10)
+    _check_result(res, "discrete", BRU.n, BRU.m, BRU_T)
+    gp, g0 = _bru_forward()
+    assert _rel(res.grad_p, gp) < 1e-5
+    assert _rel(res.grad_y0, g0) < 1e-5
+
+
 # ---------------------------------------------------------------------------
 # 5. ROBER with Rodas5P
 # ---------------------------------------------------------------------------

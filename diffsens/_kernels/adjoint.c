@@ -496,8 +496,7 @@ int ds_ros_step_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *c,
     double *dfdt_bar = base_w + n, *wy = dfdt_bar + n, *wp = wy + n;
     double *jac_scratch = wp + m;
     long njev = 0;
-    int rc, one = 1, info = 0, n_ = n;
-    char trans = 'T';
+    int rc;
 
     /* forward: the step as the solver took it */
     ++*nfev;
@@ -551,7 +550,7 @@ int ds_ros_step_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *c,
         memcpy(mu, Ubar + (size_t)i * n, (size_t)n * sizeof(double));
         if (max_abs(n, mu) == 0.0)
             continue;
-        lapack->dgetrs(&trans, &n_, &one, W, &n_, ipiv, mu, &n_, &info);
+        ds_ros_solve_transposed(lapack, n, W, ipiv, mu);
         const double *a_row = tab->a + (size_t)i * s, *c_row = tab->c + (size_t)i * s;
         /* f at the stage */
         memcpy(ytmp, y, (size_t)n * sizeof(double));

@@ -163,6 +163,38 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
     }
 }
 
+void ds_ros_solve_transposed(const ds_lapack *lapack, int n, const double *LU,
+                             const int *ipiv, double *x)
+{
+    if (n > DS_ROS_SMALL) {
+        int nn = n, one = 1, info = 0;
+        char trans = 'T';
+        lapack->dgetrs(&trans, &nn, &one, (double *)LU, &nn, (int *)ipiv, x, &nn, &info);
+        return;
+    }
+    /* W = P L U: W^T = U^T L^T P^T, so U^T first, then L^T, then P */
+    for (int j = 0; j < n; ++j) {
+        const double *col = LU + (size_t)j * n;   /* U's column j = U^T's row j */
+        double acc = x[j];
+        for (int i = 0; i < j; ++i)
+            acc -= col[i] * x[i];
+        x[j] = acc / col[j];
+    }
+    for (int j = n - 1; j >= 0; --j) {   /* L^T, unit diagonal */
+        const double *col = LU + (size_t)j * n;
+        double acc = x[j];
+        for (int i = j + 1; i < n; ++i)
+            acc -= col[i] * x[i];
+        x[j] = acc;
+    }
+    for (int i = n - 1; i >= 0; --i) {   /* the row interchanges, undone */
+        const int k = ipiv[i] - 1;
+        const double xi = x[i];
+        x[i] = x[k];
+        x[k] = xi;
+    }
+}
+
 /* 1 / U's diagonal, once per step for all its solves: independent
  * multiplications in place of a chain of divisions in every solve. */
 DS_TINY_INLINE void inverted_diagonal(int n, const double *LU, double *inv_diag)

@@ -77,6 +77,11 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
 int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
                   const double *M, const double *J, double *W, int *ipiv);
 
+/* x <- W^{-T} x, W (n x n) factored by ds_ros_factor (the discrete
+ * adjoint's stage solves). */
+void ds_ros_solve_transposed(const ds_lapack *lapack, int n, const double *LU,
+                             const int *ipiv, double *x);
+
 /* Forward sensitivities: the block of the augmented Jacobian that couples
  * the sensitivity rows to the first n states, taken at the step's start so
  * that every stage of a step shares it.  When the system has fewer states
