@@ -1041,3 +1041,74 @@ def test_solve_objects_refuse_misuse_instead_of_crashing(name, monkeypatch):
             fresh.backward(W)
         else:
             fresh.backward(W, "gauss", 1e-6, 1e-8, 3)
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C in the backward pass
+# ---------------------------------------------------------------------------
+
+_CTRL_C_BACKWARD = """
+import sys
+import numpy as np
+import diffsens
+import diffsens._adjoint as adjoint_module
+
+method, span, tol = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+both_passes = adjoint_module._both_passes
+
+def announced(solve, n, m, N, p, dgdy, loss, adjoint, n_checkpoints, backward):
+    def backward_announced(W):
+        print("backward", flush=True)
+        return backward(W)
+    return both_passes(solve, n, m, N, p, dgdy, loss, adjoint, n_checkpoints,
+                       backward_announced)
+
+adjoint_module._both_passes = announced
+
+k = np.arange(400.0)
+
+def oscillator(t, y, p):
+    # a tiny term that costs ~1000 ops a call, so that the steps the forward
+    # pass records (no re-run, whose forward steps would check for signals
+    # themselves) take a while to reverse
+    slow = 1e-12 * np.sum(np.sin(y[0] * (1.0 + 1e-3 * k)))
+    return np.stack([p[0] * y[1] + slow, -p[0] * y[0]])
+
+rhs = diffsens.trace(oscillator, [1.0, 0.0], [1.0])
+diffsens.adjoint_gradient(rhs, (0.0, span), [1.0, 0.0], [1.0], t_eval=[span],
+                          dgdy=[[1.0], [0.0]], method=method, adjoint="discrete",
+                          rtol=tol, atol=tol, max_steps=10**9)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("method, span, tol", [("Tsit5", 6e3, 1e-10),
+                                               ("Rodas5P", 6e3, 1e-8)])
+def test_ctrl_c_interrupts_discrete_backward_pass(method, span, tol, tmp_path):
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_BACKWARD, method, str(span),
+                             str(tol)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    try:
+        # the import may rebuild the editable package, then the forward pass runs
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        assert ready, "the child never reached its backward pass"
+        line = proc.stdout.readline()
+        assert line.strip() == "backward", (line, proc.stderr.read())
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert elapsed < 5
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err, err
+    assert "finished" not in out

@@ -311,6 +311,7 @@ cdef class AdjointSolve:
                     rc = _stretch_adjoint(&tab.c, &ctx, &view, bufs, &i_out, sign, &nfev)
             else:
                 rc = _stretch_adjoint(&tab.c, &ctx, &view, bufs, &i_out, sign, &nfev)
+            PyErr_CheckSignals()   # Ctrl-C between stretches
             if rc:
                 if self.rhs.error is None:
                     raise RuntimeError("a callback stopped the solver without an error")
@@ -370,6 +371,7 @@ cdef class AdjointSolve:
             else:
                 rc = _ros_stretch_adjoint(&tab.c, &ctx, &view, t_evalp, Wtp, &i_out, sign,
                                           step_work, ipiv, theta, lam, pbar, &nfev)
+            PyErr_CheckSignals()   # Ctrl-C between stretches
             if rc:
                 if self.rhs.error is not None:
                     raise self.rhs.error
