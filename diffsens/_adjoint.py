@@ -243,10 +243,12 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
         ``sum_i dgdy[:, i] @ dy(t_i)/dp`` (and ``.../dy0``).
     g : callable, optional
         ``g(t, y, p)``, a scalar integrand: the loss is its integral over
-        ``t_span`` (the CVODES form).  ``fun`` must then be a Python function.
+        ``t_span`` (the CVODES form).  A traced ``fun`` is traced again
+        together with ``g``.
     loss : callable, optional
         ``loss(Y, p)``, a scalar function of the outputs ``Y`` (n, len(t_eval));
-        its own derivatives come from dual numbers.
+        its own derivatives come from its tape (recorded on first use) or, when
+        it does not trace, from dual numbers.
     method : str
         Forward method: an explicit one ('Tsit5', 'RK45', 'DOP853', 'Vern7',
         'RK23') or a Rosenbrock one ('Rosenbrock23', 'Rodas4', 'Rodas5P'),
@@ -254,7 +256,9 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
     adjoint : str
         'gauss' (default), 'interpolating', 'quadrature', 'backsolve',
         'discrete' or 'reversible'; see the module notes and the docs page
-        "Adjoints".  'reversible' solves with McCallum & Foster's reversible
+        "Adjoints".  'discrete' reverses the forward steps (a Rosenbrock step
+        recomputed, its stages solved with W^T), taking no backward steps of
+        its own: usually the fastest.  'reversible' solves with McCallum & Foster's reversible
         scheme around the explicit ``method`` (not a Rosenbrock one) and
         returns the exact gradient of that discrete solution, in O(1) states
         of memory plus the step times; non-stiff problems only.
