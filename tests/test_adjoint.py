@@ -29,6 +29,7 @@ import scipy.integrate
 import scipy.linalg
 
 import diffsens
+from _interrupt import interrupt_child
 from _linear import expm_reference, van_loan_gram
 from diffsens import problems
 
@@ -1088,30 +1089,9 @@ print("finished", flush=True)
 @pytest.mark.parametrize("method, span, tol", [("Tsit5", 6e3, 1e-10),
                                                ("Rodas5P", 6e3, 1e-8)])
 def test_ctrl_c_interrupts_discrete_backward_pass(method, span, tol, tmp_path):
-    import select
-    import signal
-    import subprocess
-    import sys
-    import time
-    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_BACKWARD, method, str(span),
-                             str(tol)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path)
-    try:
-        # the import may rebuild the editable package, then the forward pass runs
-        ready, _, _ = select.select([proc.stdout], [], [], 300)
-        assert ready, "the child never reached its backward pass"
-        line = proc.stdout.readline()
-        assert line.strip() == "backward", (line, proc.stderr.read())
-        time.sleep(0.3)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, err, returncode, elapsed = interrupt_child(
+        _CTRL_C_BACKWARD, (method, str(span), str(tol)), cwd=tmp_path, ready="backward")
     assert elapsed < 5
-    assert proc.returncode != 0
+    assert returncode != 0
     assert "KeyboardInterrupt" in err, err
     assert "finished" not in out

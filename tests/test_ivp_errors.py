@@ -7,8 +7,6 @@ against scipy for its own methods where practical).
 
 import gc
 import re
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -20,6 +18,7 @@ import pytest
 import scipy.integrate
 
 import diffsens
+from _interrupt import interrupt_child
 from diffsens import problems
 from diffsens._tableaus import TABLEAUS
 
@@ -581,23 +580,9 @@ CTRL_C_CODE = textwrap.dedent("""
 
 @pytest.mark.parametrize("method", ["RK45", "Vern7"])
 def test_ctrl_c_interrupts(method, tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_CODE.format(method=method)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=tmp_path)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "started", proc.stderr.read()
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        sent = time.perf_counter()
-        _, err = proc.communicate(timeout=20)
-        elapsed = time.perf_counter() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode != 0
+    _, err, returncode, elapsed = interrupt_child(CTRL_C_CODE.format(method=method),
+                                                  cwd=tmp_path, delay=0.2, timeout=20)
+    assert returncode != 0
     assert "KeyboardInterrupt" in err
     assert "finished" not in err
     assert elapsed < 5, elapsed

@@ -7,18 +7,15 @@ still stops a GIL-free solve, and the failure modes: non-finite values, bad
 parameters and states, events and dense output.
 """
 
-import select
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 import scipy.integrate
 
 import diffsens
+from _interrupt import interrupt_child
 from diffsens import problems
 
 NATIVE = ["RK23", "RK45", "DOP853", "Tsit5", "Vern7"]
@@ -165,27 +162,10 @@ _CTRL_C_CODE = textwrap.dedent("""
 
 
 def test_ctrl_c_interrupts_traced_solve(tmp_path):
-    # run outside the checkout, so that the installed package is imported
-    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_CODE],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
-    try:
-        # the import may rebuild the editable package first: allow for it
-        ready, _, _ = select.select([proc.stdout], [], [], 300)
-        assert ready, "the child never started its solve"
-        line = proc.stdout.readline()
-        assert line.strip() == "started", (line, proc.stderr.read())
-        time.sleep(0.5)                   # well inside the solve by now
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)
-        elapsed = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, err, returncode, elapsed = interrupt_child(_CTRL_C_CODE, cwd=tmp_path,
+                                                    delay=0.5, timeout=5)
     assert elapsed < 5
-    assert proc.returncode != 0
+    assert returncode != 0
     assert "KeyboardInterrupt" in err, err
     assert "finished" not in out
 
