@@ -505,15 +505,16 @@ def _lv_adjoint_cases(lv, adjoint_gradient):
     # continuous adjoint
     grad = diffrax_grad(lv, diffrax_lotka_volterra, "Tsit5", 1e-6, 1e-8,
                         lambda ys: (ys * ys).sum())
-    cases = []
-    for adjoint in ("discrete", "gauss"):
-        label = f"lv dL/dp Tsit5 adjoint={adjoint} traced"
-        cases.append(Case(label, ours(adjoint), forward, "diffsens forward dual",
-                          reference))
-        if grad is not None:
-            cases.append(Case(label, ours(adjoint), lambda: _per_component(grad()),
-                              "jax.grad Tsit5 (jit)", reference))
-    return cases
+    peer = None if grad is None else (lambda: _per_component(grad()))
+    return _adjoint_rows("lv dL/dp Tsit5", ("discrete", "gauss"), ours, reference,
+                         (forward, "diffsens forward dual"), (peer, "jax.grad Tsit5 (jit)"))
+
+
+def _adjoint_rows(prefix, strategies, ours, reference, *peers):
+    """A row per strategy and peer: ``ours(strategy)`` against each
+    ``(peer, name)`` whose peer is not None."""
+    return [Case(f"{prefix} adjoint={adjoint} traced", ours(adjoint), peer, name, reference)
+            for adjoint in strategies for peer, name in peers if peer is not None]
 
 
 def _rober_adjoint_cases(adjoint_gradient):
@@ -552,16 +553,10 @@ def _rober_adjoint_cases(adjoint_gradient):
     except Exception as exc:        # diffrax's failure is a result, not a crash
         peer = _failed_peer(f"{type(exc).__name__}: {exc}")
         peer_name = "jax.grad Kvaerno5 FAILED"
-    cases = []
     # 'gauss' (the default) integrates the continuous adjoint, restarting at
     # each output; 'discrete' reverses the forward steps, as jax.grad does
-    for adjoint in ("gauss", "discrete"):
-        label = f"rober dL/dp Rodas5P adjoint={adjoint} traced"
-        cases.append(Case(label, ours(adjoint), forward, "diffsens fwd continuous",
-                          reference))
-        if peer is not None:
-            cases.append(Case(label, ours(adjoint), peer, peer_name, reference))
-    return cases
+    return _adjoint_rows("rober dL/dp Rodas5P", ("gauss", "discrete"), ours, reference,
+                         (forward, "diffsens fwd continuous"), (peer, peer_name))
 
 
 def brusselator_2d(N):
