@@ -590,7 +590,7 @@ int ds_ros_step_adjoint(const ds_ros_tableau *tab, ds_adjoint_ctx *c,
         const double unorm = max_abs(n, Ui);
         if (unorm == 0.0)
             continue;
-        const double eps = 1.4901161193847656e-08 * ynorm / unorm;
+        const double eps = DS_SQRT_EPS * ynorm / unorm;
         for (int q = 0; q < n; ++q)
             ytmp[q] = y[q] + eps * Ui[q];
         ++*nfev;

@@ -9,6 +9,9 @@
 #ifndef DIFFSENS_RHS_H
 #define DIFFSENS_RHS_H
 
+/* sqrt(machine epsilon): the relative step of the kernels' forward differences. */
+#define DS_SQRT_EPS 1.4901161193847656e-08
+
 #ifdef __cplusplus
 extern "C" {
 #endif

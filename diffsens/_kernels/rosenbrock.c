@@ -5,8 +5,6 @@
 #include "rosenbrock.h"
 #include "tiny.h"
 
-#define SQRT_EPS 1.4901161193847656e-08
-
 size_t ds_ros_jacobian_scratch(int N, int n)
 {
     return (size_t)n * n + 2 * (size_t)N;
@@ -36,7 +34,7 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
         memcpy(yp, y, (size_t)n * sizeof(double));
         for (int j = 0; j < n; ++j) {
             /* the usual step: sqrt(eps) relative, with a floor for y_j ~ 0 */
-            const double delta = SQRT_EPS * fmax(fabs(y[j]), 1e-5);
+            const double delta = DS_SQRT_EPS * fmax(fabs(y[j]), 1e-5);
             yp[j] = y[j] + delta;
             ++*nfev;
             if ((rc = jac_rhs->f(jac_rhs->ctx, t, yp, p, fy)))

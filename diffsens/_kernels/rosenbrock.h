@@ -65,7 +65,7 @@ size_t ds_ros_jacobian_scratch(int N, int n);
 /* The step in t of ds_ros_jacobian's forward difference for df/dt. */
 static inline double ds_ros_time_delta(double t)
 {
-    return 1.4901161193847656e-08 * fmax(fabs(t), 1.0);   /* sqrt(eps) relative */
+    return DS_SQRT_EPS * fmax(fabs(t), 1.0);
 }
 
 int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,

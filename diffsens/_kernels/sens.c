@@ -46,7 +46,7 @@ int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
         memset(out, 0, (size_t)(N - n) * sizeof(double));
         return 0;
     }
-    const double eps = 1.4901161193847656e-08 * fmax(ynorm, 1e-8) / unorm;
+    const double eps = DS_SQRT_EPS * fmax(ynorm, 1e-8) / unorm;
     memcpy(Yp, Y, (size_t)N * sizeof(double));
     for (int i = 0; i < n; ++i)
         Yp[i] += eps * u[i];
@@ -68,7 +68,7 @@ int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
     for (int i = 0; i < n; ++i)
         ynorm = fmax(ynorm, fabs(Y[i]));
     /* the step ds_sens_coupling takes along a unit direction */
-    const double eps = 1.4901161193847656e-08 * fmax(ynorm, 1e-8);
+    const double eps = DS_SQRT_EPS * fmax(ynorm, 1e-8);
     memcpy(Yp, Y, (size_t)N * sizeof(double));
     for (int j = 0; j < n; ++j) {
         Yp[j] = Y[j] + eps;
