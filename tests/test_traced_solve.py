@@ -170,6 +170,34 @@ def test_ctrl_c_interrupts_traced_solve(tmp_path):
     assert "finished" not in out
 
 
+_CTRL_C_THREADS_CODE = textwrap.dedent("""
+    import numpy as np
+    import diffsens
+
+    def oscillator(t, y, p):
+        return np.array([y[1], -p[0] * y[0]])
+
+    rhs = diffsens.trace(oscillator, [1.0, 0.0], [1.0])
+    print("started", flush=True)
+    diffsens.solve_ivp_sens(rhs, (0.0, 1e9), [1.0, 0.0], [1.0], method="DOP853",
+                            wrt=("p", "y0"), chunk_size=1, workers=3,
+                            t_eval=[0.0, 1e9], rtol=1e-12, atol=1e-12,
+                            max_steps=10**12, stiffness_check=False)
+    print("finished", flush=True)
+""")
+
+
+def test_ctrl_c_interrupts_sensitivity_chunks_on_threads(tmp_path):
+    """Ctrl-C reaches the main thread only; the chunks' solves on worker
+    threads must stop too (the pool's shutdown waits for them)."""
+    out, err, returncode, elapsed = interrupt_child(_CTRL_C_THREADS_CODE, cwd=tmp_path,
+                                                    delay=0.5, timeout=5)
+    assert elapsed < 5
+    assert returncode != 0
+    assert "KeyboardInterrupt" in err, err
+    assert "finished" not in out
+
+
 # ---------------------------------------------------------------------------
 # Failures that end the solve
 # ---------------------------------------------------------------------------
@@ -348,3 +376,51 @@ def test_dense_output_with_traced_rhs(lv, method):
     np.testing.assert_allclose(traced.sol(t_eval), traced.y, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(traced.sol(prob.t_span[1]), traced.y[:, -1],
                                rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Infinite partials against zero tangents
+# ---------------------------------------------------------------------------
+
+
+def _sqrt_forced(t, y, p):
+    """A damped oscillator forced by sqrt(t): d sqrt(t)/dt is infinite at t = 0,
+    but t carries no tangent in a Jacobian or a sensitivity."""
+    return np.array([y[1], -y[0] - p[0] * y[1] + np.sqrt(t)])
+
+
+def test_infinite_partial_times_zero_tangent_is_zero():
+    """As for diffsens.Dual: inf * 0 in a derivative lane is 0, not NaN."""
+    rhs = diffsens.trace(_sqrt_forced, [1.0, 0.0], [0.3])
+    J_y, J_p = rhs.jacobian(0.0, np.array([1.0, 0.0]), np.array([0.3]))
+    np.testing.assert_array_equal(J_y, [[0.0, 1.0], [-1.0, -0.3]])
+    np.testing.assert_array_equal(J_p, [[0.0], [0.0]])
+    root = diffsens.trace(lambda t, y, p: p[0] * np.sqrt(y), [1.0], [1.0])
+    _, lanes = root.jvp(0.0, [0.0], [1.0], [0.0], [1.0])
+    assert lanes[0] == 0.0
+    power = diffsens.trace(lambda t, y, p: p[0] * t ** 0.5 - y, [1.0], [1.0])
+    J_y, J_p = power.jacobian(0.0, np.array([1.0]), np.array([2.0]))
+    assert J_y[0, 0] == -1.0 and J_p[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("method", ["Rodas5P", "Rosenbrock23"])
+def test_sqrt_of_t_forcing_solves_like_the_python_function(method):
+    p = np.array([0.3])
+    rhs = diffsens.trace(_sqrt_forced, [1.0, 0.0], p)
+    traced = diffsens.solve_ivp(rhs, (0.0, 5.0), [1.0, 0.0], method=method, args=(p,),
+                                rtol=1e-8, atol=1e-10)
+    plain = diffsens.solve_ivp(_sqrt_forced, (0.0, 5.0), [1.0, 0.0], method=method,
+                               args=(p,), rtol=1e-8, atol=1e-10)
+    assert traced.status == 0 and plain.status == 0
+    np.testing.assert_allclose(traced.y[:, -1], plain.y[:, -1], rtol=1e-6)
+
+
+def test_sqrt_of_t_forcing_sensitivities_match_dual_numbers():
+    p = [0.3]
+    rhs = diffsens.trace(_sqrt_forced, [1.0, 0.0], p)
+    kw = dict(t_eval=[2.5, 5.0], rtol=1e-10, atol=1e-10)
+    traced = diffsens.solve_ivp_sens(rhs, (0.0, 5.0), [1.0, 0.0], p, **kw)
+    duals = diffsens.solve_ivp_sens(_sqrt_forced, (0.0, 5.0), [1.0, 0.0], p, **kw)
+    assert traced.status == 0 and duals.status == 0
+    assert np.all(np.isfinite(traced.sens))
+    np.testing.assert_allclose(traced.sens, duals.sens, rtol=1e-12, atol=1e-14)
