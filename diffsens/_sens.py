@@ -20,6 +20,7 @@ For the explicit Runge-Kutta methods both are the same augmented system
 import concurrent.futures
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -165,6 +166,24 @@ def _width(chunk):
     return chunk.stop - chunk.start
 
 
+def _on_threads(solve_chunk, chunks, workers):
+    """``[solve_chunk(c, cancel) for c in chunks]`` on `workers` threads.
+
+    Ctrl-C reaches only the main thread, which waits here: it sets `cancel`,
+    which the worker threads' solves check where they would check for
+    signals, so that the pool's shutdown does not wait for their end."""
+    cancel = threading.Event()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(solve_chunk, lanes, cancel) for lanes in chunks]
+        return [future.result() for future in futures]
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
 def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output=False,
                    events=None, args=(), sens="dual", wrt="p", **options):
     """Solve an initial value problem and its forward sensitivities.
@@ -257,6 +276,10 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
 
     options = dict(options)
+    if options.get("mass") is not None:
+        raise ValueError("`mass` (M y' = f, DAEs) is not supported with sensitivities: "
+                         "solve_ivp_sens would solve y' = f.  Solve the DAE with "
+                         "diffsens.solve_ivp(..., method='Rodas5P', mass=M).")
     chunk_size = options.pop("chunk_size", None)
     workers = options.pop("workers", 1)
     error_control = options.pop("sens_error_control", sens == "continuous")
@@ -279,7 +302,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     rtol, atol = opt["rtol"], opt["atol"]
     tableau = _tableau(method)
 
-    def solve_chunk(lanes):
+    def solve_chunk(lanes, cancel=None):
         k = _width(lanes)
         s0, p_seed = _chunk_seeds(n, m, with_p, with_y0, lanes.start, lanes.stop)
         rtol_aug = rtol if rtol.size == 1 else np.tile(rtol, k + 1)
@@ -288,12 +311,12 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
             tableau, kernel_fun, t0, tf, np.concatenate((y0, s0)), (p,) + args, False,
             False, rtol_aug, atol_aug, opt["max_step"], opt["first_step"], t_eval,
             bool(dense_output), events, direction, max_count, opt["max_steps"],
-            opt["stiffness_check"], p, k, p_seed, 0 if error_control else n)
+            opt["stiffness_check"], p, k, p_seed, 0 if error_control else n,
+            cancel=cancel)
 
     parallel = workers > 1 and len(chunks) > 1 and isinstance(fun, TracedRHS)
     if parallel:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            raws = list(pool.map(solve_chunk, chunks))
+        raws = _on_threads(solve_chunk, chunks, workers)
     else:
         raws = [solve_chunk(lanes) for lanes in chunks]
     for raw in raws[1:]:

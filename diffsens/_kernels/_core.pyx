@@ -116,9 +116,9 @@ cdef class PythonRHS(RHSFrontEnd):
         # jac always sees a 1-D y (scipy's convention, also for vectorized funs)
         out = np.asarray(self.jac(t, self.ybuf, *self.args), dtype=np.float64)
         if out.shape != (self.n_user, self.n_user):
-            raise ValueError(f"`jac` is expected to return a matrix of shape "
+            raise ValueError(f"`jac` is expected to have shape "
                              f"({self.n_user}, {self.n_user}), but actually "
-                             f"returned {out.shape}.")
+                             f"has {out.shape}.")
         cdef cnp.ndarray colmajor = np.asfortranarray(out)
         memcpy(J, cnp.PyArray_DATA(colmajor), self.n_user * self.n_user * sizeof(double))
         return 0
@@ -771,7 +771,7 @@ def solve(tableau, fun, double t0, double t_bound,
           bint dense_output, events, event_direction,
           event_max_count, long max_steps, bint stiffness_check,
           p=None, int sens_lanes=0, p_seed=None, int norm_n=0, jac=None,
-          mass=None, double nonstiff_bound=0.0):
+          mass=None, double nonstiff_bound=0.0, cancel=None):
     """Run a solve in C (explicit RK or Rosenbrock tableau); inputs are
     validated by the caller.
 
@@ -789,6 +789,8 @@ def solve(tableau, fun, double t0, double t_bound,
     ``jac`` (a user's ``jac(t, y, *args)``) and ``mass`` (an (n, n) matrix)
     serve the Rosenbrock methods; ``nonstiff_bound > 0`` makes a Rosenbrock
     solve stop once an explicit method could take its steps (method='auto').
+    ``cancel`` (a `threading.Event`) stops a solve on a worker thread, where
+    Ctrl-C never arrives: it raises KeyboardInterrupt once the event is set.
     """
     method = c_tableau(tableau)
     cdef Py_ssize_t n_user = y0.shape[0] // ((2 if is_complex else 1) * (1 + sens_lanes))
@@ -907,6 +909,8 @@ def solve(tableau, fun, double t0, double t_bound,
                 out.make_room(n_events)
             elif rc == DS_YIELD:
                 PyErr_CheckSignals()
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt("solve cancelled")
             else:
                 break
         # where the solve stands (a stiff stop, say), for a restart elsewhere
