@@ -84,6 +84,12 @@ class GradientResult(OdeResult):
     nfev, nfev_adjoint : int
         Right-hand-side evaluations forward and backward (a backward one is
         one vector-Jacobian product or a re-run forward evaluation).
+    n_steps : int
+        Accepted forward steps.
+    n_steps_backward, n_rejected_backward : int
+        Accepted and rejected steps of the backward integration ('gauss',
+        'interpolating', 'quadrature', 'backsolve'; 0 for 'discrete' and
+        'reversible', which retrace the forward steps instead).
     n_checkpoints : int
         Checkpoints the forward pass kept.
     adjoint : str
@@ -300,6 +306,10 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
         fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint, checkpoints, args)
     n, m = y0.shape[0], p.shape[0]
     options = dict(options)
+    if options.get("mass") is not None:
+        raise ValueError("`mass` (M y' = f, DAEs) is not supported by adjoint_gradient: "
+                         "it would differentiate y' = f.  Solve the DAE with "
+                         "diffsens.solve_ivp(..., method='Rodas5P', mass=M).")
     adjoint_rtol = options.pop("adjoint_rtol", None)
     adjoint_atol = options.pop("adjoint_atol", None)
     nodes = options.pop("quadrature_nodes", None)
@@ -357,7 +367,8 @@ def _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, n_checkpoints, backward
                                         else n_checkpoints),
                          adjoint=adjoint, status=status, message=message,
                          success=status == 0, value=None, nfev_adjoint=0,
-                         n_steps=solve.n_steps)
+                         n_steps=solve.n_steps, n_steps_backward=0,
+                         n_rejected_backward=0)
     if status == 0:
         grad_p_direct = None
         if dgdy is not None:
@@ -370,6 +381,8 @@ def _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, n_checkpoints, backward
             W[n, 0] = 1.0
         grad_p, lam, status, message = backward(np.asarray(W, dtype=float))
         res["nfev_adjoint"] = solve.nfev_backward
+        res["n_steps_backward"] = getattr(solve, "n_steps_backward", 0)
+        res["n_rejected_backward"] = getattr(solve, "n_rejected_backward", 0)
         if status == 0:
             grad_p = np.asarray(grad_p)
             res["grad_p"] = grad_p if grad_p_direct is None else grad_p + grad_p_direct
@@ -405,7 +418,8 @@ def gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss=None,
     Forward sensitivities (dual numbers, one pass carrying n + m directions)
     win while states plus parameters are few; past ``FORWARD_LIMIT`` the
     adjoint's one backward pass wins (Ma et al. 2021), here
-    ``adjoint='discrete'``, the cheapest strategy on the bench's problems.
+    ``adjoint='discrete'``, the cheapest strategy on the bench's problems
+    (``adjoint=`` picks another for that route; the forward route ignores it).
     The result says which ran and why (``strategy``, ``reason``).
     Parameters as `adjoint_gradient`.
 
@@ -418,15 +432,21 @@ def gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss=None,
     'forward'
     """
     n, m = np.size(y0), np.size(p)
+    options = dict(options)
+    adjoint = options.pop("adjoint", "discrete")
+    if adjoint not in STRATEGIES:
+        raise ValueError(f"`adjoint` must be one of {list(STRATEGIES)}, got {adjoint!r}.")
     if n + m >= FORWARD_LIMIT:
         res = adjoint_gradient(fun, t_span, y0, p, t_eval=t_eval, dgdy=dgdy, g=g,
-                               loss=loss, method=method, adjoint="discrete", args=args,
+                               loss=loss, method=method, adjoint=adjoint, args=args,
                                **options)
-        res.strategy = "adjoint:discrete"
+        res.strategy = f"adjoint:{adjoint}"
         res.reason = (f"n + m = {n + m} >= {FORWARD_LIMIT}: one backward pass costs "
-                      "less than carrying n + m forward directions; 'discrete' "
-                      "reverses the forward steps, taking no backward steps of its "
-                      "own (2-4x faster than 'gauss' on the Brusselator and ROBER).")
+                      "less than carrying n + m forward directions" + (
+                          "; 'discrete' reverses the forward steps, taking no backward "
+                          "steps of its own (2-4x faster than 'gauss' on the "
+                          "Brusselator and ROBER)." if adjoint == "discrete" else
+                          f"; adjoint={adjoint!r} as asked."))
         return res
     t0, tf, y0, p, t_eval, dgdy, _, args = _validated(
         fun, t_span, y0, p, t_eval, dgdy, g, loss, method, "gauss", None, args)
@@ -452,8 +472,11 @@ def gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss=None,
                          message=fw.message, success=fw.success, value=value,
                          grad_p=np.einsum("it,ijt->j", W, fw.sens) + grad_p_direct,
                          grad_y0=np.einsum("it,ijt->j", W, fw.sens_y0)[:n],
-                         nfev_adjoint=0, n_checkpoints=0, adjoint=None)
+                         nfev_adjoint=0, n_checkpoints=0, adjoint=None, n_steps_backward=0,
+                         n_rejected_backward=0)
     res.strategy = "forward"
-    res.reason = (f"n + m = {n + m} < {FORWARD_LIMIT}: forward dual numbers carry "
-                  "every direction in one pass, cheaper than a backward pass here.")
+    route = ("forward sensitivities (sens='continuous', the Rosenbrock route)"
+             if sens == "continuous" else "forward dual numbers")
+    res.reason = (f"n + m = {n + m} < {FORWARD_LIMIT}: {route} carry every direction "
+                  "in one pass, cheaper than a backward pass here.")
     return res

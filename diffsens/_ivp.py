@@ -138,6 +138,12 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
             f"`method` must be one of "
             f"{list(NATIVE_METHODS + SUNDIALS_METHODS + SCIPY_METHODS)} "
             "or OdeSolver class.")
+    if options.get("mass") is not None and method not in ROSENBROCK_METHODS + ("auto",):
+        # (scipy's methods would warn and solve y' = f: a different problem)
+        raise ValueError(f"`mass` is taken by the Rosenbrock methods "
+                         f"{list(ROSENBROCK_METHODS)} only; method={method!r} would "
+                         "solve y' = f instead of M y' = f.  Use method='Rodas5P' (or "
+                         "method='IDA' with the residual F(t, y, y') = M y' - f).")
     if method in SUNDIALS_METHODS:
         from ._sundials import solve_sundials   # scikit-sundae loads on demand
         return solve_sundials(method, fun, t_span, y0, t_eval=t_eval,
@@ -347,6 +353,8 @@ def _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
             t_eval[(t_eval - t_start) * direction > 0]
         last = switch == max_switches   # no more hand-overs: finish here
         method = AUTO_STIFF if stiff else AUTO_NONSTIFF
+        if switch == 1:   # first_step is the first segment's: later ones pick their own
+            explicit_opts.pop("first_step", None)
         res, raw = _solve_native(
             _tableau(method), fun, t_start, tf, y_start, rest_eval, dense_output, events,
             vectorized, args,

@@ -66,6 +66,20 @@ def test_mass_matrix_is_refused():
                            mass=np.eye(2))
 
 
+def test_first_step_is_the_first_segments_only():
+    """After a switch back, a first_step valid for the whole span may not be
+    for the rest of it: the later segments choose their own."""
+    def fun(t, y):
+        lam = 1 + 1e5 * np.exp(-((t - 5) / 0.5) ** 2)
+        return -lam * (y - np.cos(t)) - np.sin(t)
+
+    res = diffsens.solve_ivp(fun, (0, 10), [1.0], method="auto", rtol=1e-8, atol=1e-10,
+                             first_step=4.0)
+    assert res.status == 0, res.message
+    assert [m for m, _, _ in res.method_segments] == ["Tsit5", "Rodas5P", "Tsit5"]
+    np.testing.assert_allclose(res.y[0, -1], np.cos(10.0), atol=1e-7)
+
+
 def test_switches_back_when_the_stiffness_passes():
     # stiff only around t = 5: lambda(t) peaks at 1e5
     def fun(t, y):

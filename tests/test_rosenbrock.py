@@ -415,7 +415,9 @@ def test_jac_wrong_shape_array():
 
 
 def test_jac_wrong_shape_callable():
-    with pytest.raises(ValueError, match="`jac` is expected to"):
+    # scipy's wording, as for an array
+    with pytest.raises(ValueError, match=r"`jac` is expected to have shape \(2, 2\), "
+                                         r"but actually has \(2, 3\)"):
         diffsens.solve_ivp(linear, (0, 1), lin_exact(0.0), method="Rodas4",
                            jac=lambda t, y: np.zeros((2, 3)))
 
@@ -520,6 +522,26 @@ def test_mass_wrong_shape(bad):
     with pytest.raises(ValueError, match="`mass`"):
         diffsens.solve_ivp(forced_vdp, (0.0, 1.0), [2.0, 0.0], method="Rodas5P",
                            mass=bad)
+
+
+@pytest.mark.parametrize("method", ["Tsit5", "DOP853", "RK45", "BDF", "Radau", "CVODE"])
+def test_mass_refused_by_methods_without_one(method):
+    """They would solve y' = f (scipy's methods only warn that `mass` has no
+    effect): a different problem, so an error naming the methods that take one."""
+    with pytest.raises(ValueError, match="`mass` is taken by the Rosenbrock methods"):
+        diffsens.solve_ivp(lambda t, y: -y, (0.0, 1.0), [1.0, 1.0], method=method,
+                           mass=np.diag([1.0, 0.0]))
+
+
+def test_mass_refused_with_sensitivities_and_adjoints():
+    f = lambda t, y, p: -p[0] * y
+    with pytest.raises(ValueError, match="`mass`"):
+        diffsens.solve_ivp_sens(f, (0.0, 1.0), [1.0, 1.0], [1.0], method="Rodas5P",
+                                sens="continuous", mass=np.diag([1.0, 0.0]))
+    with pytest.raises(ValueError, match="`mass`"):
+        diffsens.adjoint_gradient(f, (0.0, 1.0), [1.0, 1.0], [1.0], method="Rodas5P",
+                                  t_eval=[1.0], dgdy=np.ones((2, 1)),
+                                  mass=np.diag([1.0, 0.0]))
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
