@@ -273,7 +273,7 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
         O(steps / checkpoints + checkpoints).  None (default): every forward
         step is kept while they fit in ``RECORD_BYTES`` (64 MB), so the
         backward pass re-integrates nothing; past that, a checkpoint every
-        100 steps.  Ignored by 'reversible'.
+        100 steps.  Ignored by 'reversible' and 'backsolve', which keep none.
     args : tuple
         Extra arguments of ``fun`` after ``p``.
     **options
@@ -348,8 +348,10 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
                                opt["max_step"], opt["first_step"], opt["max_steps"],
                                outputs, interval,
                                RECORD_BYTES if checkpoints is None else 0,
-                               interpolants=adjoint != "discrete")
-    return _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, None,
+                               interpolants=adjoint != "discrete",
+                               keep_steps=adjoint != "backsolve")
+    return _both_passes(solve, n, m, N, p, dgdy, loss, adjoint,
+                        0 if adjoint == "backsolve" else None,
                         lambda W: solve.backward(W, adjoint, a_rtol, a_atol, int(nodes)))
 
 

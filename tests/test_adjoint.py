@@ -724,6 +724,22 @@ def test_checkpoints_change_memory_not_gradient(adjoint):
     assert results[1].n_checkpoints > results[3].n_checkpoints > results[50].n_checkpoints
 
 
+def test_backsolve_keeps_no_forward_steps():
+    """'backsolve' integrates y back from y(T): it keeps no checkpoints and
+    no steps whatever `checkpoints` says (O(1) memory), and the gradient is
+    the same."""
+    kw = dict(t_eval=LV_T, loss=lv_loss, adjoint="backsolve", **LV_TOL)
+    results = [diffsens.adjoint_gradient(_traced(LV.name), LV.t_span, LV.y0, LV.p,
+                                         checkpoints=c, **kw) for c in (None, 3)]
+    for res in results:
+        _check_result(res, "backsolve", 2, 4, LV_T)
+        assert res.n_checkpoints == 0 and res.n_steps > 100
+    np.testing.assert_array_equal(results[0].grad_p, results[1].grad_p)
+    gauss = diffsens.adjoint_gradient(_traced(LV.name), LV.t_span, LV.y0, LV.p,
+                                      **dict(kw, adjoint="gauss"))
+    assert _rel(results[0].grad_p, gauss.grad_p) < 1e-4
+
+
 @pytest.mark.parametrize("adjoint", STORING)
 @pytest.mark.parametrize("budget", [None, 20_000])
 def test_recorded_steps_equal_rerun_stretches(adjoint, budget, monkeypatch):

@@ -4,7 +4,7 @@ sensitivities, and memory bounded by the checkpoints.
 ``AdjointLotkaVolterra`` / ``AdjointRober``: dL/dp (and dL/dy0) of a loss of
 the outputs at t_eval, per adjoint strategy (ROBER: the strategies that work
 with a Rosenbrock method on a stiff problem; 'backsolve' fails there by
-design and 'discrete' is for explicit methods only).
+design).
 ``Crossover``: dL/d(p, y0) of the N x N Brusselator (n + m = 4 N^2 + 3):
 forward dual sensitivities against the adjoint; the forward pass wins for
 small N, the adjoint for large N.

@@ -37,6 +37,7 @@ cdef class AdjointSolve:
     cdef list snapshots        # (solver bytes, y, f0) at each checkpoint
     cdef Py_ssize_t record_bytes   # keep the forward steps while they fit
     cdef bint interpolants         # ... with their interpolants (not for 'discrete')
+    cdef bint keep_steps           # False: no checkpoints, nothing kept ('backsolve')
     cdef OutputBuffers recorded    # ... the forward steps' interpolants, or None
     cdef list bounds               # stretch c is recorded steps bounds[c:c + 2]
     cdef readonly object t_out, y_out
@@ -50,7 +51,7 @@ cdef class AdjointSolve:
     def __init__(self, tableau, fun, double t0, double t_bound, cnp.ndarray y0,
                  p, cnp.ndarray rtol, cnp.ndarray atol, double max_step,
                  double first_step, long max_steps, t_eval, long interval,
-                 Py_ssize_t record_bytes=0, bint interpolants=True):
+                 Py_ssize_t record_bytes=0, bint interpolants=True, bint keep_steps=True):
         self.method = c_tableau(tableau)
         self.rosenbrock = isinstance(self.method, CRosTableau)
         self.n = y0.shape[0]
@@ -73,6 +74,7 @@ cdef class AdjointSolve:
         self.interval = interval
         self.record_bytes = record_bytes
         self.interpolants = interpolants
+        self.keep_steps = keep_steps
         self.recorded = None
         _bind_method(&self.pb, self.method)
         self.pb.jac_rhs = &self.rhs.c if self.rosenbrock else NULL
@@ -158,7 +160,7 @@ cdef class AdjointSolve:
         cdef bint only_stages = stage_width > 0 and not self.interpolants
         cdef Py_ssize_t step_bytes = 8 * (3 + self.n * (1 + (0 if only_stages else d))
                                           + stage_width)
-        cdef bint record = self.record_bytes >= room * step_bytes
+        cdef bint record = self.keep_steps and self.record_bytes >= room * step_bytes
         # with the stages kept, the discrete adjoint recomputes none
         cdef OutputBuffers out = OutputBuffers(self.n, d, max(points, 1), record,
                                                room if record else 0, 0,
@@ -173,6 +175,8 @@ cdef class AdjointSolve:
             rc = self._run(&self.S, out, True)
             if rc != DS_YIELD:
                 break
+            if not self.keep_steps:
+                continue     # (a yield only answers Ctrl-C)
             self.snapshots.append(self._snapshot())
             if out.c.store_dense:
                 # room for the next stretch now, so that none grows mid-stretch
