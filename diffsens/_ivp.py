@@ -416,6 +416,8 @@ def _solve_native(tableau, fun, t0, tf, y0, t_eval, dense_output, events,
                              "support integration in a complex domain.")
         jac = _validated_jac(options.get("jac"), n, args)
         mass = _validated_mass(options.get("mass"), n)
+        if mass is not None:
+            _check_consistent(fun, p, args, vectorized, jac, t0, y0, mass, rtol, atol)
     if t_eval is not None:
         t_eval = validated_t_eval(t_eval, t0, tf)
     events, direction, max_count = prepared_events(events)
@@ -443,6 +445,56 @@ def _validated_jac(jac, n, args):
         raise ValueError(f"`jac` is expected to have shape {(n, n)}, but "
                          f"actually has {J.shape}.")
     return lambda t, y, *_: J
+
+
+def _check_consistent(fun, p, args, vectorized, jac, t0, y0, M, rtol, atol):
+    """A ValueError unless y0 satisfies the algebraic equations of M y' = f.
+
+    Those are the combinations z^T f = 0 for z in the left null space of M.
+    Their residual is measured by the smallest change of y0 that removes it
+    to first order (through the Jacobian), against the tolerances: a Rosenbrock
+    step would otherwise jump there in its first step, and the stored t0
+    point would break the constraints."""
+    U, sv, _ = np.linalg.svd(M)
+    null = sv <= sv[0] * M.shape[0] * EPS if sv[0] > 0 else np.ones(sv.shape, bool)
+    if not null.any():
+        return
+    Z = U[:, null]
+    if p is not None:   # a tape
+        def f(y):
+            return fun.value(t0, y, p)
+    elif vectorized:
+        def f(y):
+            return np.asarray(fun(t0, y[:, None], *args), dtype=float).ravel()
+    else:
+        def f(y):
+            return np.asarray(fun(t0, y, *args), dtype=float).ravel()
+    f0 = f(y0)
+    residual = Z.T @ f0
+    if not np.all(np.isfinite(residual)) or not residual.any():
+        return   # (a non-finite f ends the solve with its own message)
+    if p is not None:
+        J = fun.jacobian(t0, y0, p)[0]
+    elif jac is not None:
+        J = np.asarray(jac(t0, y0, *args), dtype=float)
+    else:   # forward differences, once
+        J = np.empty((y0.shape[0], y0.shape[0]))
+        for j in range(y0.shape[0]):
+            step = np.sqrt(EPS) * max(1.0, abs(y0[j]))
+            y = y0.copy()
+            y[j] += step
+            J[:, j] = (f(y) - f0) / step
+    change = np.linalg.lstsq(Z.T @ J, residual, rcond=None)[0]
+    scale = rtol * np.abs(y0) + atol
+    worst = np.max(np.abs(change) / scale)
+    if not worst <= 1.0:
+        raise ValueError(
+            "`y0` does not satisfy the algebraic equations of M y' = f (the "
+            f"combinations of f that the singular mass matrix `mass` zeroes): "
+            f"their residual at t0 is {np.max(np.abs(residual)):.3g}, which y0 would "
+            f"have to move by {worst:.3g} times the tolerances (rtol |y0| + atol) to "
+            "remove.  Pass consistent initial values, or use method='IDA', which "
+            "computes them.")
 
 
 def _validated_mass(mass, n):

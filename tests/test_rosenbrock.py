@@ -477,6 +477,28 @@ def test_rober_index1_dae(method, route, rober_radau):
             np.testing.assert_allclose(dae.y, rober_radau, rtol=1e-6, atol=1e-13)
 
 
+@pytest.mark.parametrize("route", ["python", "traced", "jac", "vectorized"])
+def test_inconsistent_dae_initial_value(route):
+    """y1 + y2 + y3 = 1 broken by 0.5: refused with a message naming `y0` and
+    the way out; broken by less than the tolerances: solved."""
+    prob = ROBER_1E5
+    kw = dict(method="Rodas5P", args=(prob.p,), mass=ROBER_MASS, rtol=1e-6, atol=1e-10)
+    fun = diffsens.trace(rober_dae, prob.y0, prob.p) if route == "traced" else rober_dae
+    if route == "jac":
+        kw["jac"] = lambda t, y, p: np.array([[-p[0], p[2] * y[2], p[2] * y[1]],
+                                              [p[0], -p[2] * y[2] - 2 * p[1] * y[1],
+                                               -p[2] * y[1]],
+                                              [1.0, 1.0, 1.0]])
+    if route == "vectorized":
+        kw["vectorized"] = True
+    with pytest.raises(ValueError, match=r"`y0` does not satisfy the algebraic equations"
+                                         r"(.|\n)*method='IDA'"):
+        diffsens.solve_ivp(fun, (0.0, 1.0), [1.0, 0.0, 0.5], **kw)
+    res = diffsens.solve_ivp(fun, (0.0, 1.0), [1.0, 0.0, 1e-12], **kw)
+    assert res.status == 0
+    np.testing.assert_allclose(res.y[:, -1].sum(), 1.0, atol=1e-10)
+
+
 M2 = np.array([[2.0, 1.0], [1.0, 3.0]])
 
 
