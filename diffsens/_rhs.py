@@ -31,11 +31,12 @@ class TracedRHS:
         The Python function it was traced from.
     """
 
-    def __init__(self, tape, args, source=None):
+    def __init__(self, tape, args, source=None, takes_p=True):
         self.tape = tape
         self.source = source   # the Python function it was traced from
         self._fn = TapeFunction(schedule(tape))
         self._args = tuple(args)
+        self._takes_p = takes_p   # traced as fun(t, y, p, ...), even with m = 0
         self.n = tape.n
         self.m = tape.m
 
@@ -52,7 +53,9 @@ class TracedRHS:
         """``p`` out of solver ``args``: ``(p,)`` or ``(p, *args_at_trace_time)``."""
         args = () if args is None else tuple(args)
         if self.m == 0:
-            extra = args
+            # fun(t, y, p) traced with an empty p takes it again in args=(p,)
+            empty_p = self._takes_p and args and np.size(args[0]) == 0
+            extra = args[1:] if empty_p else args
             p = np.zeros(0)
         else:
             if not args:
@@ -169,4 +172,4 @@ def trace(fun, y0, p=None, *, args=()):
         if p.ndim != 1:
             raise ValueError("`p` must be a 1-D array of parameters.")
     args = tuple(args)
-    return TracedRHS(record(fun, y0, p, args), args, source=fun)
+    return TracedRHS(record(fun, y0, p, args), args, source=fun, takes_p=p is not None)

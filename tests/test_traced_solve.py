@@ -424,3 +424,19 @@ def test_sqrt_of_t_forcing_sensitivities_match_dual_numbers():
     assert traced.status == 0 and duals.status == 0
     assert np.all(np.isfinite(traced.sens))
     np.testing.assert_allclose(traced.sens, duals.sens, rtol=1e-12, atol=1e-14)
+
+
+def test_traced_with_an_empty_p_takes_it_back_in_args():
+    """fun(t, y, p) traced with p = [] (m = 0) is called with args=(p,) like
+    any other; the empty p is not an extra argument baked into the tape."""
+    rhs = diffsens.trace(lambda t, y, p: -y, [1.0, 2.0], np.zeros(0))
+    assert rhs.m == 0
+    with_p = diffsens.solve_ivp(rhs, (0.0, 1.0), [1.0, 2.0], args=(np.zeros(0),))
+    without = diffsens.solve_ivp(rhs, (0.0, 1.0), [1.0, 2.0])
+    np.testing.assert_array_equal(with_p.y, without.y)
+    np.testing.assert_allclose(with_p.y[:, -1], np.exp(-1.0) * np.array([1.0, 2.0]),
+                               rtol=1e-3)
+    sens = diffsens.solve_ivp_sens(rhs, (0.0, 1.0), [1.0, 2.0], np.zeros(0), wrt="y0",
+                                   t_eval=[1.0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sens.sens_y0[:, :, -1], np.exp(-1.0) * np.eye(2),
+                               rtol=1e-8)
