@@ -213,6 +213,71 @@ def test_linear_system_vs_expm_frechet(method, kind, sens):
     assert _rel_err(res.sens_y0, s0_ref) < 1e-7
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["Rodas5P", "Rodas4"])
+def test_rosenbrock_linear_system_vs_expm_frechet(method, kind):
+    t = np.linspace(0.0, 3.0, 13)
+    fun = _rhs(kind, linear_fun, LIN_Y0, LIN_P)
+    res = diffsens.solve_ivp_sens(fun, (0.0, 3.0), LIN_Y0, LIN_P, method=method,
+                                  t_eval=t, sens="continuous", wrt=("p", "y0"), **TIGHT)
+    assert res.status == 0, res.message
+    y_ref, s_ref, s0_ref = _lin_reference(t)
+    assert _rel_err(res.y, y_ref) < 1e-8
+    assert _rel_err(res.sens, s_ref) < 1e-7
+    assert _rel_err(res.sens_y0, s0_ref) < 1e-7
+
+
+ROBER_1E5 = problems.get("rober_1e5")
+
+
+@functools.lru_cache(maxsize=None)
+def _rober_fd(rtol, atol):
+    """Central differences (step 1e-4 relative) of tight Rodas5P solves of ROBER."""
+    prob = ROBER_1E5
+    rhs = diffsens.trace(prob.fun, prob.y0, prob.p)
+    p = np.asarray(prob.p, dtype=float)
+    kw = dict(method="Rodas5P", t_eval=prob.t_eval, rtol=rtol, atol=atol)
+    columns = []
+    for j in range(p.size):
+        step = 1e-4 * p[j]
+        up, down = p.copy(), p.copy()
+        up[j] += step
+        down[j] -= step
+        columns.append((diffsens.solve_ivp(rhs, prob.t_span, prob.y0, args=(up,), **kw).y
+                        - diffsens.solve_ivp(rhs, prob.t_span, prob.y0, args=(down,),
+                                             **kw).y) / (2 * step))
+    return np.stack(columns, axis=1)
+
+
+@pytest.mark.parametrize("error_control", [True, False])
+@pytest.mark.parametrize("kind", KINDS)
+def test_rosenbrock_rober_vs_finite_differences(kind, error_control):
+    """Stiff and nonlinear: the sensitivity stages need the block coupling S
+    to y (d/dy of J S + J_p) in the augmented Jacobian to keep the order.
+    One LU of W per step serves every sensitivity column: the same count as
+    the plain solve when the steps are the same (no error control on S)."""
+    prob = ROBER_1E5
+    kw = dict(t_eval=prob.t_eval, rtol=1e-10, atol=1e-14)
+    fun = _rhs(kind, prob.fun, prob.y0, prob.p)
+    res = diffsens.solve_ivp_sens(fun, prob.t_span, prob.y0, prob.p, method="Rodas5P",
+                                  sens="continuous", sens_error_control=error_control,
+                                  **kw)
+    assert res.status == 0, res.message
+    fd = _rober_fd(kw["rtol"], kw["atol"])
+    for j in range(3):   # each parameter's column against its own scale
+        assert _rel_err(res.sens[:, j], fd[:, j]) < 1e-5, j
+    plain = diffsens.solve_ivp(fun, prob.t_span, prob.y0, method="Rodas5P",
+                               args=(prob.p,), **kw)
+    if not error_control:
+        assert res.nlu == plain.nlu and res.njev == plain.njev
+        np.testing.assert_array_equal(res.y, plain.y)
+
+
+def test_rosenbrock_dual_is_refused_with_the_way_out():
+    with pytest.raises(ValueError, match="sens='continuous'"):
+        diffsens.solve_ivp_sens(linear_fun, (0.0, 1.0), LIN_Y0, LIN_P, method="Rodas5P")
+
+
 @pytest.mark.parametrize("sens", SENS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("method", METHODS)

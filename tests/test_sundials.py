@@ -50,6 +50,25 @@ def test_methods_listed():
     assert SUNDIALS_METHODS == ("CVODE", "IDA")
 
 
+def test_public_solve_ivp_dispatches_to_sundials():
+    """diffsens.solve_ivp(method='CVODE' / 'IDA') is the same solve as
+    solve_sundials, results in the (n, nt) layout."""
+    import diffsens
+    prob = ROBER_1E5
+    kw = dict(t_eval=prob.t_eval, args=(prob.p,), rtol=1e-8, atol=1e-12)
+    res = diffsens.solve_ivp(prob.fun, prob.t_span, prob.y0, method="CVODE", **kw)
+    ref = solve_sundials("CVODE", prob.fun, prob.t_span, prob.y0, **kw)
+    assert isinstance(res, OdeResult) and res.status == 0 and res.y.shape == (3, 50)
+    np.testing.assert_array_equal(res.y, ref.y)
+    dae = diffsens.solve_ivp(rober_residual, prob.t_span, prob.y0, method="IDA",
+                             yp0=rober_yp0(prob.p), algebraic=[2], **kw)
+    assert dae.status == 0 and dae.y.shape == (3, 50)
+    np.testing.assert_allclose(dae.y, ref.y, rtol=1e-5, atol=1e-11)
+    short = diffsens.solve_ivp(prob.fun, prob.t_span, prob.y0, method="CVODE",
+                               max_steps=5, **kw)
+    assert short.status == -1 and not short.success and short.message
+
+
 def test_rober_1e5_t_eval_matches_scipy_bdf():
     prob = ROBER_1E5
     res = solve_sundials("CVODE", prob.fun, prob.t_span, prob.y0, t_eval=prob.t_eval,
