@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
+import scipy.special
 
 import diffsens
 from diffsens import problems
@@ -868,7 +869,19 @@ def _asarray_float(t, y, p):
     return np.array([p[0] * y[0], -p[2] * y[1]])
 
 
-@pytest.mark.parametrize("fun", [_calls_float, _fills_float_array, _asarray_float])
+def _interpolates_state(t, y, p):
+    # np.interp casts its input to float: object arrays of duals fail in NumPy
+    return np.array([-p[0] * np.interp(y[0], [0.0, 1.0, 2.0], [0.0, 1.0, 4.0]),
+                     -p[2] * y[1]])
+
+
+def _special_function_of_state(t, y, p):
+    # scipy.special's ufuncs have no object loop (NumPy's own message)
+    return -p[0] * scipy.special.expit(y)
+
+
+@pytest.mark.parametrize("fun", [_calls_float, _fills_float_array, _asarray_float,
+                                 _interpolates_state, _special_function_of_state])
 @pytest.mark.parametrize("sens", SENS)
 def test_fun_that_cannot_take_duals(fun, sens):
     # the same function is fine for a plain solve
@@ -902,7 +915,9 @@ def test_fun_raising_its_own_exception_propagates_unchanged(exc_type, sens):
     with pytest.raises(exc_type) as info:
         diffsens.solve_ivp_sens(_raising_fun(exc_type, raised), (0, 1), [1.0, 0.0],
                                 [1.0, 0.5], sens=sens)
-    assert raised and info.value is raised[-1]
+    # the first one raised (a TypeError or ValueError is followed by one try on
+    # plain floats, to tell the user's error from duals a function cannot take)
+    assert raised and info.value is raised[0]
     assert type(info.value) is exc_type
 
 
@@ -913,7 +928,7 @@ def test_fun_raising_type_error_keeps_it_as_the_cause():
         diffsens.solve_ivp_sens(_raising_fun(TypeError, raised), (0, 1), [1.0, 0.0],
                                 [1.0, 0.5])
     assert raised
-    assert info.value is raised[-1] or info.value.__cause__ is raised[-1]
+    assert info.value is raised[0] or info.value.__cause__ is raised[0]
     assert "raised by the user's fun" in str(info.value)
 
 

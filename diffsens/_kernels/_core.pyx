@@ -154,7 +154,7 @@ cdef class PythonRHS(RHSFrontEnd):
             else:
                 out = self.fun(t, self.y_dual, self.p_dual, *self.extra_args)
         except (TypeError, ValueError) as exc:
-            if "Dual" not in str(exc):
+            if "Dual" not in str(exc) and not self._works_on_floats(t, y):
                 raise       # the user's own error, unchanged
             raise TypeError(
                 "`fun` could not be evaluated on diffsens.Dual numbers, which "
@@ -164,6 +164,19 @@ cdef class PythonRHS(RHSFrontEnd):
                 "diffsens.trace(fun, y0, p).") from exc
         split_into(out, dy, dyd, self.n_user, k)
         return 0
+
+    cdef bint _works_on_floats(self, double t, const double *y):
+        """Whether fun runs on plain floats where it failed on duals (then
+        the duals are what it cannot take: np.interp, scipy.special, ...)."""
+        y_values = np.array(<double[:self.n_user]>y)
+        try:
+            if self.p_values is None:
+                self.fun(t, y_values, *self.extra_args)
+            else:
+                self.fun(t, y_values, self.p_values.copy(), *self.extra_args)
+        except Exception:
+            return False
+        return True
 
     cdef int evaluate(self, double t, const double *y, double *dy) except -1:
         memcpy(cnp.PyArray_DATA(self.ybuf), y, self.n_real * sizeof(double))
