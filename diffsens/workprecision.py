@@ -97,10 +97,18 @@ def _plot(rows, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m diffsens.workprecision",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", nargs="*", default=list(PROBLEMS))
+    parser.add_argument("--problems", nargs="*", default=list(PROBLEMS), choices=PROBLEMS)
+    parser.add_argument("--tolerances", nargs="*", type=float, default=list(TOLERANCES),
+                        help="rtol = atol ladder (default: %(default)s)")
     parser.add_argument("--plot", metavar="FILE.png", help="save the figure (matplotlib)")
     ns = parser.parse_args(argv)
-    rows = work_precision(ns.problems)
+    if ns.plot:
+        try:   # before minutes of solves, not after
+            import matplotlib   # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install 'diffsens[plot]' "
+                         "(or pip install matplotlib)")
+    rows = work_precision(ns.problems, ns.tolerances)
     print(f"{'problem':<8} {'solver':<24} {'tol':>7} {'digits':>7} {'time':>10}")
     for name, solver, tol, digits, seconds in rows:
         print(f"{name:<8} {solver:<24} {tol:>7.0e} {digits:>7.2f} {seconds * 1e3:>8.2f}ms")
