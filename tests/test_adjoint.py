@@ -443,7 +443,7 @@ def _assert_rober_gradient(res):
 
 
 @pytest.mark.parametrize("kind", ["python", "traced"])
-@pytest.mark.parametrize("adjoint", ["gauss", "interpolating", "discrete"])
+@pytest.mark.parametrize("adjoint", ["gauss", "interpolating", "quadrature", "discrete"])
 def test_rober_rodas5p_vs_forward(adjoint, kind):
     fun = ROB.fun if kind == "python" else _traced(ROB.name)
     res = diffsens.adjoint_gradient(fun, ROB.t_span, ROB.y0, ROB.p, t_eval=ROB_T,
@@ -458,12 +458,11 @@ def test_rober_backsolve_fails_loudly():
                                     t_eval=ROB_T, dgdy=ROB_W, method="Rodas5P",
                                     adjoint="backsolve", **ROB_TOL)
     assert res.adjoint == "backsolve"
-    if res.status == 0:
-        # a success must be a correct gradient, never a silently wrong one
-        assert res.success
-        _assert_rober_gradient(res)
-    else:
-        assert _backsolve_gave_up(res, "backsolve")
+    # (Kim et al. 2021: y integrated back through the stiff transient blows up;
+    # it does here, for the traced and the Python route alike)
+    assert _backsolve_gave_up(res, "backsolve")
+    assert "unstable on stiff problems" in res.message
+    assert np.isnan(res.grad_p).all() and np.isnan(res.grad_y0).all()
 
 
 ROB_LONG = problems.get("rober")               # t_span (0, 1e11)
@@ -504,14 +503,12 @@ def test_rober_long_horizon_y3(adjoint):
     """loss = y3(1e11) on the full ROBER span.  The gradient is a small difference
     (y3 ~ 1 - 2e-8): forward 'continuous' sensitivities at this tolerance get
     dL/dk1, dL/dk3 to 2e-8 of the differences, the 'interpolating' adjoint all
-    three to 2e-5.  Failing loudly is allowed; a wrong gradient with status 0 is not."""
+    three to 2e-5."""
     res = diffsens.adjoint_gradient(_traced(ROB_LONG.name), ROB_LONG.t_span, ROB_LONG.y0,
                                     ROB_LONG.p, t_eval=[ROB_LONG.t_span[1]],
                                     dgdy=np.array([[0.0], [0.0], [1.0]]), method="Rodas5P",
                                     adjoint=adjoint, **ROB_TOL)
-    if res.status != 0:
-        assert res.status == -1 and not res.success and res.message
-        return
+    assert res.status == 0, res.message
     _check_result(res, adjoint, 3, 3)
     np.testing.assert_allclose(res.grad_p, _rober_long_fd(), rtol=1e-4, atol=0)
     # y3 + y2 + y1 = sum(y0) exactly, so dy3/dy0 is (1, 1, 1) up to ~4e-8
