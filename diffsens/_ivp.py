@@ -322,22 +322,29 @@ def _solve_method(method, fun, t0, tf, y0, t_eval, dense_output, events,
     if method != "auto":
         return _solve_native(_tableau(method), fun, t0, tf, y0, t_eval, dense_output,
                              events, vectorized, args, options, p)[0]
-    return _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
-                       options, p)
+    if options.get("mass") is not None:
+        raise ValueError("method='auto' starts with an explicit method, which cannot "
+                         "take a `mass` matrix: use method='Rodas5P' for DAEs.")
+
+    def segment(method, t_start, y_start, rest_eval, opts, nonstiff_bound):
+        return _solve_native(_tableau(method), fun, t_start, tf, y_start, rest_eval,
+                             dense_output, events, vectorized, args, opts, p,
+                             nonstiff_bound=nonstiff_bound)
+
+    return solve_auto(segment, t0, tf, y0, t_eval, options)
 
 
-def _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
-                options, p, max_switches=20):
+def solve_auto(segment, t0, tf, y0, t_eval, options, max_switches=20):
     """Tsit5 while the problem is non-stiff, Rodas5P while it is stiff.
 
     Tsit5 hands over when Hairer's stiffness test fires; Rodas5P hands back
     once ``h ||J||`` has stayed inside Tsit5's stability interval for 20
-    steps.  The result's ``method_segments`` lists ``(method, t_start,
+    steps.  ``segment(method, t_start, y_start, t_eval, options,
+    nonstiff_bound)`` solves from ``t_start`` to ``tf`` and returns
+    ``(OdeResult, raw kernel output)`` (plain solves and sensitivity solves
+    alike).  The result's ``method_segments`` lists ``(method, t_start,
     t_end)``.  Terminal-event counts start afresh at each switch.
     """
-    if options.get("mass") is not None:
-        raise ValueError("method='auto' starts with an explicit method, which cannot "
-                         "take a `mass` matrix: use method='Rodas5P' for DAEs.")
     explicit_opts = {k: v for k, v in options.items() if k not in ("jac", "mass")}
     explicit_opts["stiffness_check"] = True
     stiff_opts = {k: v for k, v in options.items()
@@ -355,11 +362,9 @@ def _solve_auto(fun, t0, tf, y0, t_eval, dense_output, events, vectorized, args,
         method = AUTO_STIFF if stiff else AUTO_NONSTIFF
         if switch == 1:   # first_step is the first segment's: later ones pick their own
             explicit_opts.pop("first_step", None)
-        res, raw = _solve_native(
-            _tableau(method), fun, t_start, tf, y_start, rest_eval, dense_output, events,
-            vectorized, args,
-            stiff_opts if stiff else dict(explicit_opts, stiffness_check=not last), p,
-            nonstiff_bound=bound if stiff and not last else 0.0)
+        res, raw = segment(method, t_start, y_start, rest_eval,
+                           stiff_opts if stiff else dict(explicit_opts, stiffness_check=not last),
+                           bound if stiff and not last else 0.0)
         handed_over = raw["stopped_nonstiff"] if stiff else raw["stopped_stiff"]
         t_end = raw["t_last"] if handed_over else tf
         parts.append(res)

@@ -25,7 +25,8 @@ import threading
 import numpy as np
 
 from ._ivp import (_EXPLICIT_OPTIONS, EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau,
-                   assemble, native_options, prepared_events, validated_t_eval)
+                   assemble, native_options, prepared_events, solve_auto,
+                   validated_t_eval)
 from ._kernels import _core
 from ._result import OdeResult
 from ._rhs import TracedRHS
@@ -33,6 +34,8 @@ from ._rhs import TracedRHS
 __all__ = ["solve_ivp_sens", "SensResult", "SensSolution"]
 
 SENS_METHODS = ("dual", "continuous")
+#: Methods solve_ivp_sens takes ('auto': Tsit5 and Rodas5P, as for solve_ivp).
+SENS_SOLVE_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS + ("auto",)
 _SENS_OPTIONS = _EXPLICIT_OPTIONS | {"chunk_size", "workers", "sens_error_control"}
 
 
@@ -208,7 +211,9 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         Rosenbrock method (``'Rodas5P'``, ``'Rodas4'``, ``'Rosenbrock23'``)
         with ``sens='continuous'``: every step factors ``W = I/(gamma h) - J``
         once and solves all sensitivity columns with that LU, so a step costs
-        ``O(n^3 + k n^2)``.
+        ``O(n^3 + k n^2)``.  ``'auto'`` (with ``sens='continuous'``) moves
+        between Tsit5 and Rodas5P as `diffsens.solve_ivp` does, handing the
+        sensitivities over with the state (``method_segments`` says where).
     t_eval, dense_output, events, args
         As in `diffsens.solve_ivp` (events see the state only).
     sens : {'dual', 'continuous'}, optional
@@ -246,15 +251,16 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     >>> bool(np.isclose(res.sens[0, 0, -1], -2 * 4.0 * np.exp(-3.0), rtol=1e-8))
     True
     """
-    if method not in EXPLICIT_METHODS + ROSENBROCK_METHODS:
-        raise ValueError(f"`method` must be one of {list(EXPLICIT_METHODS + ROSENBROCK_METHODS)} "
+    if method not in SENS_SOLVE_METHODS:
+        raise ValueError(f"`method` must be one of {list(SENS_SOLVE_METHODS)} "
                          f"for sensitivities, got {method!r}.")
     if sens not in SENS_METHODS:
         raise ValueError(f"`sens` must be one of {list(SENS_METHODS)}, got {sens!r}.")
-    if method in ROSENBROCK_METHODS and sens == "dual":
+    if method not in EXPLICIT_METHODS and sens == "dual":
         raise ValueError("sens='dual' (the derivative of the discrete solution) is "
                          "available with the explicit methods; with a Rosenbrock "
-                         "method use sens='continuous'.")
+                         "method (or 'auto', which may switch to one) use "
+                         "sens='continuous'.")
     wrt = _wrt_set(wrt)
     t0, tf = map(float, t_span)
     if not math.isfinite(t0) or math.isnan(tf):
@@ -300,38 +306,56 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     workers = _positive_int(workers, "workers")
 
     rtol, atol = opt["rtol"], opt["atol"]
-    tableau = _tableau(method)
 
     def solve_chunk(lanes, cancel=None):
+        """The solve of [y, S] for one chunk of directions, as an OdeResult
+        (y: the augmented state)."""
         k = _width(lanes)
         s0, p_seed = _chunk_seeds(n, m, with_p, with_y0, lanes.start, lanes.stop)
         rtol_aug = rtol if rtol.size == 1 else np.tile(rtol, k + 1)
         atol_aug = atol if atol.size == 1 else np.tile(atol, k + 1)
-        return _core.solve(
-            tableau, kernel_fun, t0, tf, np.concatenate((y0, s0)), (p,) + args, False,
-            False, rtol_aug, atol_aug, opt["max_step"], opt["first_step"], t_eval,
-            bool(dense_output), events, direction, max_count, opt["max_steps"],
-            opt["stiffness_check"], p, k, p_seed, 0 if error_control else n,
-            cancel=cancel)
+
+        def segment(name, t_start, y_start, rest_eval, seg_opt, nonstiff_bound):
+            raw = _core.solve(
+                _tableau(name), kernel_fun, t_start, tf, y_start, (p,) + args, False,
+                False, rtol_aug, atol_aug, seg_opt["max_step"], seg_opt["first_step"],
+                rest_eval, bool(dense_output), events, direction, max_count,
+                seg_opt["max_steps"], seg_opt["stiffness_check"], p, k, p_seed,
+                0 if error_control else n, nonstiff_bound=nonstiff_bound, cancel=cancel)
+            return assemble(raw, t_start, np.float64, rest_eval, dense_output, events,
+                            SensResult), raw
+
+        start = np.concatenate((y0, s0))
+        if method != "auto":
+            return segment(method, t0, start, t_eval, opt, 0.0)[0]
+        return solve_auto(
+            lambda name, t_start, y_start, rest_eval, seg_options, bound: segment(
+                name, t_start, y_start, rest_eval,
+                native_options(seg_options, n, t_start, tf, known=_EXPLICIT_OPTIONS),
+                bound),
+            t0, tf, start, t_eval, options)
 
     parallel = workers > 1 and len(chunks) > 1 and isinstance(fun, TracedRHS)
     if parallel:
-        raws = _on_threads(solve_chunk, chunks, workers)
+        parts = _on_threads(solve_chunk, chunks, workers)
     else:
-        raws = [solve_chunk(lanes) for lanes in chunks]
-    for raw in raws[1:]:
-        if raw["t"].shape != raws[0]["t"].shape or not np.array_equal(raw["t"], raws[0]["t"]):
+        parts = [solve_chunk(lanes) for lanes in chunks]
+    for part in parts[1:]:
+        if part["t"].shape != parts[0]["t"].shape or not np.array_equal(part["t"],
+                                                                        parts[0]["t"]):
             raise RuntimeError("sensitivity chunks took different steps")  # a bug, not input
 
     # (item access: an OdeResult's attribute lookup runs Python code)
-    res = assemble(raws[0], t0, np.float64, t_eval, dense_output, events, SensResult)
+    nt = parts[0]["t"].shape[0]
+    # each chunk's directions, (k, n, nt)
+    blocks = [part["y"][n:].reshape(_width(lanes), n, nt) if nt else
+              np.zeros((_width(lanes), n, 0)) for part, lanes in zip(parts, chunks)]
+    directions = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
+    # ('auto' joins its segments into a plain OdeResult)
+    res = parts[0] if type(parts[0]) is SensResult else SensResult(parts[0])
     y = res["y"]
     res["y"] = y[:n] if y.ndim == 2 else y
     res["sens_method"] = sens
-    nt = res["t"].shape[0]
-    # each chunk's directions, (k, n, nt)
-    blocks = [raw["y"][:, n:].T.reshape(_width(lanes), n, nt) for raw, lanes in zip(raws, chunks)]
-    directions = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
     if lanes_p is not None:
         res["sens"] = directions[lanes_p].transpose(1, 0, 2)
     if lanes_y0 is not None:
@@ -339,9 +363,8 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     if events is not None:
         res["y_events"] = [ye[:, :n] if np.ndim(ye) == 2 else ye for ye in res["y_events"]]
     if dense_output:
-        sols = [res["sol"]] + [assemble(raw, t0, np.float64, t_eval, True, None)["sol"]
-                               for raw in raws[1:]]
-        res["sol"] = SensSolution([(sol, _width(lanes)) for sol, lanes in zip(sols, chunks)],
+        res["sol"] = SensSolution([(part["sol"], _width(lanes))
+                                   for part, lanes in zip(parts, chunks)],
                                   n, lanes_p, lanes_y0)
-    res["nfev"] = sum([raw["nfev"] for raw in raws])
+    res["nfev"] = sum([part["nfev"] for part in parts])
     return res

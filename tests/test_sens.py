@@ -274,9 +274,56 @@ def test_rosenbrock_rober_vs_finite_differences(kind, error_control):
         np.testing.assert_array_equal(res.y, plain.y)
 
 
-def test_rosenbrock_dual_is_refused_with_the_way_out():
+@pytest.mark.parametrize("method", ["Rodas5P", "auto"])
+def test_rosenbrock_dual_is_refused_with_the_way_out(method):
     with pytest.raises(ValueError, match="sens='continuous'"):
-        diffsens.solve_ivp_sens(linear_fun, (0.0, 1.0), LIN_Y0, LIN_P, method="Rodas5P")
+        diffsens.solve_ivp_sens(linear_fun, (0.0, 1.0), LIN_Y0, LIN_P, method=method)
+
+
+def _stiff_in_the_middle(t, y, p):
+    """y' = -lam(t) (y - p cos t) - p sin t, lam = 1 + 1e5 exp(-((t - 5)/0.5)^2):
+    stiff around t = 5 only.  With y(0) = 1: y = p cos t + (1 - p) E(t),
+    E = exp(-int_0^t lam), so dy/dp = cos t - E(t) at p = 1."""
+    lam = 1 + 1e5 * np.exp(-((t - 5) / 0.5) ** 2)
+    return -lam * (y - p[0] * np.cos(t)) - p[0] * np.sin(t)
+
+
+def _stiff_in_the_middle_dy_dp(t):
+    integral = t + 1e5 * 0.25 * np.sqrt(np.pi) * (scipy.special.erf((t - 5) / 0.5)
+                                                   - scipy.special.erf(-10.0))
+    return np.cos(t) - np.exp(-integral)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_auto_switches_with_the_sensitivities(kind):
+    """method='auto': Tsit5, Rodas5P through the stiff stretch, Tsit5 again,
+    the sensitivities handed over with the state at each switch."""
+    t_eval = np.linspace(0.0, 10.0, 41)
+    fun = _rhs(kind, _stiff_in_the_middle, [1.0], [1.0])
+    res = diffsens.solve_ivp_sens(fun, (0.0, 10.0), [1.0], [1.0], method="auto",
+                                  sens="continuous", t_eval=t_eval, dense_output=True,
+                                  rtol=1e-8, atol=1e-10)
+    assert res.status == 0, res.message
+    assert [name for name, _, _ in res.method_segments] == ["Tsit5", "Rodas5P", "Tsit5"]
+    np.testing.assert_array_equal(res.t, t_eval)
+    assert res.y.shape == (1, 41) and res.sens.shape == (1, 1, 41)
+    np.testing.assert_allclose(res.y[0], np.cos(t_eval), atol=1e-7)
+    np.testing.assert_allclose(res.sens[0, 0], _stiff_in_the_middle_dy_dp(t_eval), atol=1e-7)
+    t_mid = np.array([2.3, 5.05, 7.7])
+    np.testing.assert_allclose(res.sol.sens(t_mid)[0, 0], _stiff_in_the_middle_dy_dp(t_mid),
+                               atol=1e-7)
+    assert res.njev > 0 and res.nlu > 0
+
+
+def test_auto_sensitivities_equal_one_chunk_when_split():
+    kw = dict(method="auto", sens="continuous", sens_error_control=False,
+              t_eval=np.linspace(0.0, 10.0, 11), rtol=1e-8, atol=1e-10, wrt=("p", "y0"))
+    fun = diffsens.trace(_stiff_in_the_middle, [1.0], [1.0])
+    whole = diffsens.solve_ivp_sens(fun, (0.0, 10.0), [1.0], [1.0], **kw)
+    split = diffsens.solve_ivp_sens(fun, (0.0, 10.0), [1.0], [1.0], chunk_size=1, **kw)
+    assert whole.status == 0 and split.status == 0
+    np.testing.assert_array_equal(whole.sens, split.sens)
+    np.testing.assert_array_equal(whole.sens_y0, split.sens_y0)
 
 
 @pytest.mark.parametrize("sens", SENS)
