@@ -25,7 +25,7 @@ import threading
 import numpy as np
 
 from ._ivp import (_EXPLICIT_OPTIONS, EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau,
-                   assemble, native_options, prepared_events, solve_auto,
+                   assemble, native_options, prepared_events, solve_auto, solve_ivp,
                    validated_t_eval)
 from ._kernels import _core
 from ._result import OdeResult
@@ -187,6 +187,24 @@ def _on_threads(solve_chunk, chunks, workers):
         pool.shutdown(wait=True)
 
 
+def _empty_system(fun, t_span, p, args, t_eval, dense_output, wrt, sens):
+    """solve_ivp_sens of a system with no states: solve_ivp's output, empty
+    sensitivities."""
+    res = SensResult(solve_ivp(fun, t_span, np.zeros(0), t_eval=t_eval,
+                               dense_output=dense_output, args=(p,) + args))
+    nt, m = res["t"].shape[0], p.shape[0]
+    res["sens_method"] = sens
+    if "p" in wrt:
+        res["sens"] = np.zeros((0, m, nt))
+    if "y0" in wrt:
+        res["sens_y0"] = np.zeros((0, 0, nt))
+    if dense_output:
+        k = (m if "p" in wrt else 0)
+        res["sol"] = SensSolution([(res["sol"], k)], 0, slice(0, m) if "p" in wrt else None,
+                                  slice(k, k) if "y0" in wrt else None)
+    return res
+
+
 def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output=False,
                    events=None, args=(), sens="dual", wrt="p", **options):
     """Solve an initial value problem and its forward sensitivities.
@@ -269,6 +287,8 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     args = tuple(args) if args is not None else ()
     y0 = _validated_real_state(y0, "sensitivities")
     n, m = y0.shape[0], p.shape[0]
+    if n == 0:   # nothing to integrate: solve_ivp's (scipy's) corner case
+        return _empty_system(fun, t_span, p, args, t_eval, dense_output, wrt, sens)
 
     if isinstance(fun, TracedRHS):
         if fun.n != n or fun.m != m:

@@ -274,6 +274,17 @@ def test_rosenbrock_rober_vs_finite_differences(kind, error_control):
         np.testing.assert_array_equal(res.y, plain.y)
 
 
+def test_system_without_states():
+    """n = 0: solve_ivp's (scipy's) empty result, empty sensitivities."""
+    res = diffsens.solve_ivp_sens(lambda t, y, p: y, (0.0, 1.0), np.zeros(0), [1.0, 2.0],
+                                  t_eval=[0.5, 1.0], wrt=("p", "y0"), dense_output=True)
+    assert res.status == 0 and res.success
+    np.testing.assert_array_equal(res.t, [0.5, 1.0])
+    assert res.y.shape == (0, 2)
+    assert res.sens.shape == (0, 2, 2) and res.sens_y0.shape == (0, 0, 2)
+    assert res.sol.sens(0.3).shape == (0, 2)
+
+
 @pytest.mark.parametrize("method", ["Rodas5P", "auto"])
 def test_rosenbrock_dual_is_refused_with_the_way_out(method):
     with pytest.raises(ValueError, match="sens='continuous'"):

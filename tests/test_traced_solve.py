@@ -268,6 +268,16 @@ def test_wrong_parameter_shape(lv, p):
         diffsens.solve_ivp(rhs, prob.t_span, prob.y0, args=(p,))
 
 
+def test_missing_parameters_in_the_python_evaluations(lv):
+    prob, rhs = lv
+    y = np.asarray(prob.y0, dtype=float)
+    for call in (lambda: rhs.jvp(0.0, y, None, np.ones(2)),
+                 lambda: rhs.vjp(0.0, y, None, np.ones(2)),
+                 lambda: rhs.jacobian(0.0, y)):
+        with pytest.raises(ValueError, match=r"m = 4 parameters: pass `p` \(shape \(4,\)\)"):
+            call()
+
+
 def test_complex_state_rejected(lv):
     prob, rhs = lv
     with pytest.raises(ValueError, match="complex"):

@@ -332,6 +332,9 @@ cdef class TapeFunction:
 
     cdef tuple _inputs(self, y, p):
         cdef cnp.ndarray yc = _vector(y, self.n, "y")
+        if p is None and self.m:
+            raise ValueError(f"This tape has m = {self.m} parameters: pass `p` "
+                             f"(shape ({self.m},)).")
         cdef cnp.ndarray pc = _vector(p if self.m else np.zeros(0), self.m, "p")
         return yc, pc
 
