@@ -42,7 +42,7 @@ import numpy as np
 
 from ._dual import seed, split
 from ._ivp import (EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau, native_options,
-                   validated_t_eval)
+                   refuse_mass, validated_t_eval)
 from ._kernels import _core
 from ._result import OdeResult
 from ._rhs import TracedRHS, trace
@@ -192,6 +192,12 @@ def _dual_loss_derivatives(loss, Y, p, chunk):
     return value, grads[:Y.size].reshape(Y.shape), grads[Y.size:]
 
 
+def _check_strategy(adjoint):
+    if adjoint not in STRATEGIES:
+        raise ValueError(f"`adjoint` must be one of {list(STRATEGIES)}, got {adjoint!r}.")
+    return adjoint
+
+
 def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
                checkpoints, args):
     given = [name for name, x in (("dgdy", dgdy), ("g", g), ("loss", loss)) if x is not None]
@@ -201,8 +207,7 @@ def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
     if method not in EXPLICIT_METHODS + ROSENBROCK_METHODS:
         raise ValueError(f"`method` must be one of {list(EXPLICIT_METHODS + ROSENBROCK_METHODS)} "
                          f"for adjoints, got {method!r}.")
-    if adjoint not in STRATEGIES:
-        raise ValueError(f"`adjoint` must be one of {list(STRATEGIES)}, got {adjoint!r}.")
+    _check_strategy(adjoint)
     if adjoint == "reversible" and method in ROSENBROCK_METHODS:
         raise ValueError("adjoint='reversible' wraps an explicit Runge-Kutta method "
                          f"('Tsit5', 'RK45', 'DOP853', 'Vern7', 'RK23'), not {method!r}; "
@@ -306,10 +311,7 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
         fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint, checkpoints, args)
     n, m = y0.shape[0], p.shape[0]
     options = dict(options)
-    if options.get("mass") is not None:
-        raise ValueError("`mass` (M y' = f, DAEs) is not supported by adjoint_gradient: "
-                         "it would differentiate y' = f.  Solve the DAE with "
-                         "diffsens.solve_ivp(..., method='Rodas5P', mass=M).")
+    refuse_mass(options, "adjoint_gradient")
     adjoint_rtol = options.pop("adjoint_rtol", None)
     adjoint_atol = options.pop("adjoint_atol", None)
     nodes = options.pop("quadrature_nodes", None)
@@ -350,8 +352,7 @@ def adjoint_gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss
                                RECORD_BYTES if checkpoints is None else 0,
                                interpolants=adjoint != "discrete",
                                keep_steps=adjoint != "backsolve")
-    return _both_passes(solve, n, m, N, p, dgdy, loss, adjoint,
-                        0 if adjoint == "backsolve" else None,
+    return _both_passes(solve, n, m, N, p, dgdy, loss, adjoint, None,
                         lambda W: solve.backward(W, adjoint, a_rtol, a_atol, int(nodes)))
 
 
@@ -435,9 +436,7 @@ def gradient(fun, t_span, y0, p, *, t_eval=None, dgdy=None, g=None, loss=None,
     """
     n, m = np.size(y0), np.size(p)
     options = dict(options)
-    adjoint = options.pop("adjoint", "discrete")
-    if adjoint not in STRATEGIES:
-        raise ValueError(f"`adjoint` must be one of {list(STRATEGIES)}, got {adjoint!r}.")
+    adjoint = _check_strategy(options.pop("adjoint", "discrete"))
     if n + m >= FORWARD_LIMIT:
         res = adjoint_gradient(fun, t_span, y0, p, t_eval=t_eval, dgdy=dgdy, g=g,
                                loss=loss, method=method, adjoint=adjoint, args=args,

@@ -502,6 +502,15 @@ def _check_consistent(fun, p, args, vectorized, jac, t0, y0, M, rtol, atol):
             "computes them.")
 
 
+def refuse_mass(options, where):
+    """A ValueError for `mass` in the derivative routes, which would
+    differentiate y' = f instead of M y' = f."""
+    if options.get("mass") is not None:
+        raise ValueError(f"`mass` (M y' = f, DAEs) is not supported by {where}: it would "
+                         "differentiate y' = f.  Solve the DAE with "
+                         "diffsens.solve_ivp(..., method='Rodas5P', mass=M).")
+
+
 def _validated_mass(mass, n):
     if mass is None:
         return None

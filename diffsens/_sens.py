@@ -25,8 +25,8 @@ import threading
 import numpy as np
 
 from ._ivp import (_EXPLICIT_OPTIONS, EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau,
-                   assemble, native_options, prepared_events, solve_auto, solve_ivp,
-                   validated_t_eval)
+                   assemble, native_options, prepared_events, refuse_mass, solve_auto,
+                   solve_ivp, validated_t_eval)
 from ._kernels import _core
 from ._result import OdeResult
 from ._rhs import TracedRHS
@@ -302,10 +302,7 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
 
     options = dict(options)
-    if options.get("mass") is not None:
-        raise ValueError("`mass` (M y' = f, DAEs) is not supported with sensitivities: "
-                         "solve_ivp_sens would solve y' = f.  Solve the DAE with "
-                         "diffsens.solve_ivp(..., method='Rodas5P', mass=M).")
+    refuse_mass(options, "solve_ivp_sens")
     chunk_size = options.pop("chunk_size", None)
     workers = options.pop("workers", 1)
     error_control = options.pop("sens_error_control", sens == "continuous")

@@ -200,7 +200,7 @@ cdef class AdjointSolve:
 
     @property
     def n_checkpoints(self):
-        return len(self.snapshots)
+        return len(self.snapshots) if self.keep_steps else 0
 
     cdef OutputBuffers _segment(self, Py_ssize_t c):
         """The forward steps from checkpoint c to the next, with interpolants."""
