@@ -41,11 +41,20 @@ class Case:
 
 
 def _calls_per_round(fn, target=2e-2):
-    """How many calls of ``fn`` make a round of about ``target`` seconds."""
-    t = time.perf_counter()
+    """How many calls of ``fn`` make a round of about ``target`` seconds.
+
+    Measured warm: a first call may do one-off work (a loss recorded on
+    first use, caches filled), and sizing the rounds by it would make them
+    a few calls long, each timed cold after the other contender's round."""
     fn()
-    once = time.perf_counter() - t
-    return max(1, min(1000, int(target / max(once, 1e-9))))
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= target / 10 or calls >= 100:
+            break
+    return max(1, min(1000, int(target * calls / max(elapsed, 1e-9))))
 
 
 def _round(fn, calls):
