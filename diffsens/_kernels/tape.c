@@ -396,11 +396,41 @@ static inline local row_partials(const int32_t *op, const double *v)
                    code == DS_OP_POWI ? op[2] : 0, 1);
 }
 
-/* Every op's value and its k derivative lanes (d: slot-major), op by op as
- * in the value pass and with the same arithmetic, with the same threaded
- * dispatch.  tape_jvp_ops.inc holds the loop; it is compiled once per small
- * lane count (a known k lets the compiler unroll and vectorize the lane
- * arithmetic) and once for any k.  (An include, not an inline function:
+/* The jvp's inputs: t and y, the lanes of t (zero) and of y (the seeds,
+ * lane-major yd[j n + i], transposed into slot-major lanes), and its
+ * outputs back out lane-major.  Compiled with n a constant for tiny systems
+ * (tiny.h), where loop control costs more than the moves (measured). */
+DS_TINY_INLINE void jvp_inputs(int n, int k, double t, const double *y,
+                               const double *yd, double *v, double *d)
+{
+    v[0] = t;
+    for (int j = 0; j < k; ++j)
+        d[j] = 0.0;
+    for (int i = 0; i < n; ++i)
+        v[1 + i] = y[i];
+    if (yd == NULL) {
+        memset(d + k, 0, (size_t)n * k * sizeof(double));
+        return;
+    }
+    for (int i = 0; i < n; ++i)
+        for (int j = 0; j < k; ++j)
+            d[(size_t)(1 + i) * k + j] = yd[(size_t)j * n + i];
+}
+
+DS_TINY_INLINE void jvp_outputs(int n, int k, const int32_t *outputs, const double *v,
+                                const double *d, double *dy, double *dyd)
+{
+    for (int q = 0; q < n; ++q) {
+        const double *src = d + (size_t)outputs[q] * k;
+        dy[q] = v[outputs[q]];
+        for (int j = 0; j < k; ++j)
+            dyd[(size_t)j * n + q] = src[j];
+    }
+}
+
+/* The jvp (inputs, ops, outputs), compiled once per small lane count (a
+ * known k lets the compiler unroll and vectorize the lane arithmetic) and
+ * once for any k: tape_jvp_ops.inc.  (An include, not an inline function:
  * GCC does not copy a function that keeps a table of its labels.) */
 #define JVP_OPS jvp_ops_1
 #define JVP_K 1
@@ -427,79 +457,11 @@ static inline local row_partials(const int32_t *op, const double *v)
 #define JVP_K k_arg
 #include "tape_jvp_ops.inc"
 
-DS_INLINE void jvp_ops(const ds_tape *tape, double *v, double *d, int k)
-{
-    switch (k) {
-    case 1: jvp_ops_1(tape, v, d, 1); break;
-    case 2: jvp_ops_2(tape, v, d, 2); break;
-    case 3: jvp_ops_3(tape, v, d, 3); break;
-    case 4: jvp_ops_4(tape, v, d, 4); break;
-    case 5: jvp_ops_5(tape, v, d, 5); break;
-    case 6: jvp_ops_6(tape, v, d, 6); break;
-    case 8: jvp_ops_8(tape, v, d, 8); break;
-    default: jvp_ops_any(tape, v, d, k); break;
-    }
-}
-
-/* The seeds of y (lane-major, yd[j n + i]) into the lanes of the slots of y
- * (slot-major), and the outputs' lanes back out lane-major: two small
- * transposes, compiled with n a constant for tiny systems (tiny.h), where
- * their loop control costs more than the moves (measured). */
-DS_TINY_INLINE void seed_y_lanes(int n, int k, const double *yd, double *d)
-{
-    if (yd == NULL) {
-        memset(d, 0, (size_t)n * k * sizeof(double));
-        return;
-    }
-    for (int i = 0; i < n; ++i)
-        for (int j = 0; j < k; ++j)
-            d[(size_t)i * k + j] = yd[(size_t)j * n + i];
-}
-
-DS_TINY_INLINE void output_lanes(int n, int k, const int32_t *outputs, const double *d,
-                                 double *dyd)
-{
-    for (int q = 0; q < n; ++q) {
-        const double *src = d + (size_t)outputs[q] * k;
-        for (int j = 0; j < k; ++j)
-            dyd[(size_t)j * n + q] = src[j];
-    }
-}
-
-/* The jvp; with `inputs_ready` the scratch already holds p, the constants and
- * the lanes of p (seeded from pd) and of the constants (zero). */
-DS_INLINE void jvp_k(const ds_tape *tape, double *scratch, double t, const double *y,
-                     const double *p, int k, const double *yd, const double *pd,
-                     double *dy, double *dyd, int inputs_ready)
-{
-    const int n = tape->n, m = tape->m, slots = slot_count(tape);
-    double *v = scratch;
-    double *d = scratch + slots;   /* partials, slot-major: d[slot * k + j] */
-    load_inputs(tape, v, t, y, p, !inputs_ready, !inputs_ready);
-    for (int j = 0; j < k; ++j)
-        d[j] = 0.0;                 /* t */
-    DS_WITH_TINY_N(n, seed_y_lanes(n_, k, yd, d + k); break);
-    if (!inputs_ready) {
-        for (int i = 0; i < m; ++i)
-            for (int j = 0; j < k; ++j)
-                d[(size_t)(1 + n + i) * k + j] = pd ? pd[(size_t)j * m + i] : 0.0;
-        memset(d + (size_t)(1 + n + m) * k, 0,
-               (size_t)tape->n_const * k * sizeof(double));
-    }
-
-    jvp_ops(tape, v, d, k);
-    gather_outputs(tape, v, dy);
-    DS_WITH_TINY_N(n, output_lanes(n_, k, tape->outputs, d, dyd); break);
-}
-
-/* jvp_k compiled for each small lane count: a known k lets the compiler
- * unroll and vectorize the lane loops, which is most of the cost when a tape
- * is small (a few ops, a few parameters). */
 DS_INLINE void jvp(const ds_tape *tape, double *scratch, double t, const double *y,
                    const double *p, int k, const double *yd, const double *pd,
                    double *dy, double *dyd, int inputs_ready)
 {
-#define JVP_WITH(K) jvp_k(tape, scratch, t, y, p, K, yd, pd, dy, dyd, inputs_ready)
+#define JVP_WITH(K) jvp_ops_##K(tape, scratch, t, y, p, K, yd, pd, dy, dyd, inputs_ready)
     switch (k) {
     case 1: JVP_WITH(1); break;
     case 2: JVP_WITH(2); break;
@@ -508,7 +470,9 @@ DS_INLINE void jvp(const ds_tape *tape, double *scratch, double t, const double 
     case 5: JVP_WITH(5); break;
     case 6: JVP_WITH(6); break;
     case 8: JVP_WITH(8); break;
-    default: JVP_WITH(k); break;
+    default:
+        jvp_ops_any(tape, scratch, t, y, p, k, yd, pd, dy, dyd, inputs_ready);
+        break;
     }
 #undef JVP_WITH
 }
