@@ -34,6 +34,7 @@ increment).  Steps land on every ``t_eval`` point (outputs are steps, not
 interpolants).  Each step costs two base steps forward and about four
 backward; ``checkpoints`` is ignored.  See reversible.h.
 """
+import functools
 import math
 import weakref
 import warnings
@@ -151,6 +152,15 @@ def _traced_loss(loss, shape, m):
     return per_shape[key]
 
 
+@functools.lru_cache(maxsize=16)
+def _first_unit_vector(size):
+    """(1, 0, ..., 0): the loss tape's output weights (its value is output 0)."""
+    w = np.zeros(size)
+    w[0] = 1.0
+    w.setflags(write=False)
+    return w
+
+
 def _loss_derivatives(loss, Y, p, chunk=256):
     """loss(Y, p) and its partial derivatives (dY (n, nt), dp (m,)).
 
@@ -163,9 +173,7 @@ def _loss_derivatives(loss, Y, p, chunk=256):
         tape = _traced_loss(loss, Y.shape, p.shape[0])
         if tape is None:
             break
-        w = np.zeros(Y.size)
-        w[0] = 1.0
-        f, dY, dp = tape.vjp(0.0, Y.ravel(), p, w)
+        f, dY, dp = tape.function.vjp(0.0, Y.ravel(), p, _first_unit_vector(Y.size))
         value = float(loss(Y, p))
         if f[0] == value or abs(f[0] - value) <= 1e-10 * abs(value):
             return value, dY.reshape(Y.shape), dp
