@@ -65,6 +65,8 @@ RECORD_BYTES = 64 * 2**20
 FORWARD_LIMIT = 100
 _OPTIONS = {"first_step", "max_step", "rtol", "atol", "max_steps",
             "adjoint_rtol", "adjoint_atol", "quadrature_nodes", "reversible_coupling"}
+# the forward methods of an adjoint ('auto' would change method mid-record)
+_ADJOINT_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS
 _FORWARD_OPTIONS = _OPTIONS - {"adjoint_rtol", "adjoint_atol", "quadrature_nodes",
                                "reversible_coupling"}
 
@@ -212,8 +214,8 @@ def _validated(fun, t_span, y0, p, t_eval, dgdy, g, loss, method, adjoint,
     if len(given) != 1:
         raise ValueError("Pass exactly one of `dgdy`, `g` and `loss`"
                          + (f" (got {', '.join(given)})." if given else "."))
-    if method not in EXPLICIT_METHODS + ROSENBROCK_METHODS:
-        raise ValueError(f"`method` must be one of {list(EXPLICIT_METHODS + ROSENBROCK_METHODS)} "
+    if method not in _ADJOINT_METHODS:
+        raise ValueError(f"`method` must be one of {list(_ADJOINT_METHODS)} "
                          f"for adjoints, got {method!r}.")
     _check_strategy(adjoint)
     if adjoint == "reversible" and method in ROSENBROCK_METHODS:

@@ -138,12 +138,14 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False,
             f"`method` must be one of "
             f"{list(NATIVE_METHODS + SUNDIALS_METHODS + SCIPY_METHODS)} "
             "or OdeSolver class.")
-    if options.get("mass") is not None and method not in ROSENBROCK_METHODS + ("auto",):
+    if options.get("mass") is not None and method not in ROSENBROCK_METHODS:
         # (scipy's methods would warn and solve y' = f: a different problem)
+        why = ("starts with an explicit method, which cannot take one" if method == "auto"
+               else "would solve y' = f instead of M y' = f")
         raise ValueError(f"`mass` is taken by the Rosenbrock methods "
-                         f"{list(ROSENBROCK_METHODS)} only; method={method!r} would "
-                         "solve y' = f instead of M y' = f.  Use method='Rodas5P' (or "
-                         "method='IDA' with the residual F(t, y, y') = M y' - f).")
+                         f"{list(ROSENBROCK_METHODS)} only; method={method!r} {why}.  "
+                         "Use method='Rodas5P' (or method='IDA' with the residual "
+                         "F(t, y, y') = M y' - f).")
     if method in SUNDIALS_METHODS:
         from ._sundials import solve_sundials   # scikit-sundae loads on demand
         return solve_sundials(method, fun, t_span, y0, t_eval=t_eval,
@@ -322,10 +324,6 @@ def _solve_method(method, fun, t0, tf, y0, t_eval, dense_output, events,
     if method != "auto":
         return _solve_native(_tableau(method), fun, t0, tf, y0, t_eval, dense_output,
                              events, vectorized, args, options, p)[0]
-    if options.get("mass") is not None:
-        raise ValueError("method='auto' starts with an explicit method, which cannot "
-                         "take a `mass` matrix: use method='Rodas5P' for DAEs.")
-
     def segment(method, t_start, y_start, rest_eval, opts, nonstiff_bound):
         return _solve_native(_tableau(method), fun, t_start, tf, y_start, rest_eval,
                              dense_output, events, vectorized, args, opts, p,

@@ -24,7 +24,7 @@ import threading
 
 import numpy as np
 
-from ._ivp import (_EXPLICIT_OPTIONS, EXPLICIT_METHODS, ROSENBROCK_METHODS, _tableau,
+from ._ivp import (_EXPLICIT_OPTIONS, EXPLICIT_METHODS, NATIVE_METHODS, _tableau,
                    assemble, native_options, prepared_events, refuse_mass, solve_auto,
                    solve_ivp, validated_t_eval)
 from ._kernels import _core
@@ -34,8 +34,6 @@ from ._rhs import TracedRHS
 __all__ = ["solve_ivp_sens", "SensResult", "SensSolution"]
 
 SENS_METHODS = ("dual", "continuous")
-#: Methods solve_ivp_sens takes ('auto': Tsit5 and Rodas5P, as for solve_ivp).
-SENS_SOLVE_METHODS = EXPLICIT_METHODS + ROSENBROCK_METHODS + ("auto",)
 _SENS_OPTIONS = _EXPLICIT_OPTIONS | {"chunk_size", "workers", "sens_error_control"}
 
 
@@ -269,8 +267,8 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     >>> bool(np.isclose(res.sens[0, 0, -1], -2 * 4.0 * np.exp(-3.0), rtol=1e-8))
     True
     """
-    if method not in SENS_SOLVE_METHODS:
-        raise ValueError(f"`method` must be one of {list(SENS_SOLVE_METHODS)} "
+    if method not in NATIVE_METHODS:
+        raise ValueError(f"`method` must be one of {list(NATIVE_METHODS)} "
                          f"for sensitivities, got {method!r}.")
     if sens not in SENS_METHODS:
         raise ValueError(f"`sens` must be one of {list(SENS_METHODS)}, got {sens!r}.")
