@@ -120,7 +120,8 @@ class Op(enum.IntEnum):
     SQUARE = 32   #: a * a
     SUM = 33      #: scheduler only (unit-weight LINCOMB); never in a Tape
     PROD = 34     #: scheduler only (chain of products); never in a Tape
-    COUNT = 35    #: number of op codes (not an op)
+    PROD3 = 35    #: C rows only (a PROD of three factors); never in a Tape
+    COUNT = 36    #: number of op codes (not an op)
 
 
 #: Op name -> code, as in ``enum ds_op_code`` of ``tape.h`` (SUM and PROD
@@ -136,7 +137,7 @@ _BINARY = frozenset({
     Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.LT, Op.LE, Op.GT, Op.GE,
     Op.EQ, Op.NE, Op.MAX, Op.MIN,
 })
-_SCHEDULER_ONLY = frozenset({Op.SUM, Op.PROD})
+_NOT_RECORDED = frozenset({Op.SUM, Op.PROD, Op.PROD3})   # scheduler's and C rows'
 _COMMUTATIVE = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.MIN, Op.EQ, Op.NE})
 _COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
 
@@ -306,9 +307,9 @@ class Tape:
             own = first + i
             if not 0 <= code < Op.COUNT:
                 raise ValueError(f"op {i}: unknown code {code}")
-            if code in _SCHEDULER_ONLY:
-                raise ValueError(f"op {i}: {Op(code).name} is made by the "
-                                 "scheduler; a Tape holds tracer ops only")
+            if code in _NOT_RECORDED:
+                raise ValueError(f"op {i}: {Op(code).name} is made by the scheduler "
+                                 "or the C interpreter; a Tape holds tracer ops only")
             code = Op(code)
             if code == Op.LINCOMB:
                 if a < 0 or b < 0 or a + b > n_lc:

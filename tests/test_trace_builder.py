@@ -88,8 +88,8 @@ def check_invariants(tape):
         assert s in used, f"slot {s} is dead"
 
 
-#: what the tracer records (SUM and PROD are made by the scheduler)
-TRACER_OPS = {op for op in Op if op not in (Op.SUM, Op.PROD, Op.COUNT)}
+#: what the tracer records (SUM and PROD are made by the scheduler, PROD3 by the C rows)
+TRACER_OPS = {op for op in Op if op not in (Op.SUM, Op.PROD, Op.PROD3, Op.COUNT)}
 
 _BINARY_CODES = {Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.LT, Op.LE, Op.GT,
                  Op.GE, Op.EQ, Op.NE, Op.MAX, Op.MIN}

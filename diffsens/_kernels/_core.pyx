@@ -425,6 +425,7 @@ cdef class TapeFunction:
 # Operand arrays per block code (see tape.h); list ops and POWI are special.
 _ONE_OPERAND = frozenset((4, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
                           20, 21, 32))
+# (codes from DS_OP_PROD3 on are made by ds_tape_linearize, never in blocks)
 _SELECT, _POWI, _LINCOMB, _SUM, _PROD, _N_CODES = 28, 6, 31, 33, 34, 35
 _PROD_MAX = 8
 

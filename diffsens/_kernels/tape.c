@@ -156,14 +156,6 @@ static inline int arity(int code)
     }
 }
 
-/* The outputs out of their slots: compiled with n a constant for tiny
- * systems (tiny.h), whose loop control costs more than the moves. */
-DS_TINY_INLINE void gather(int n, const int32_t *outputs, const double *v, double *dy)
-{
-    for (int q = 0; q < n; ++q)
-        dy[q] = v[outputs[q]];
-}
-
 /* The reverse sweep's seeds on the output slots (an output may repeat a
  * slot, so they add). */
 DS_TINY_INLINE void seed_outputs(int n, const int32_t *outputs, const double *w,
@@ -173,21 +165,12 @@ DS_TINY_INLINE void seed_outputs(int n, const int32_t *outputs, const double *w,
         adj[outputs[q]] += w[q];
 }
 
-/* Slots t and y, and p and the constants when asked: a solve's scratch
- * keeps its constants (loaded once by ds_tape_rhs_init) and its parameters
- * (loaded on the first call: p is fixed for the whole solve). */
-DS_INLINE void load_inputs(const ds_tape *tape, double *v, double t,
-                        const double *y, const double *p, int with_p,
-                        int with_consts)
+/* The constants into their slots (a solve's scratch keeps them: loaded
+ * once by ds_tape_rhs_init). */
+static void load_consts(const ds_tape *tape, double *v)
 {
-    const int n = tape->n, m = tape->m;
-    v[0] = t;
-    DS_WITH_TINY_N(n, ds_tiny_copy(n_, y, v + 1); break);
-    if (with_p)
-        for (int i = 0; i < m; ++i)
-            v[1 + n + i] = p[i];
-    if (with_consts)
-        memcpy(v + 1 + n + m, tape->consts, (size_t)tape->n_const * sizeof(double));
+    memcpy(v + 1 + tape->n + tape->m, tape->consts,
+           (size_t)tape->n_const * sizeof(double));
 }
 
 /* One block's operands, decoded. */
@@ -221,7 +204,15 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
             ops[0] = B.code;
             ops[1] = ops[2] = ops[3] = 0;   /* slot 0 (t): a harmless read */
             switch (B.code) {
-            case DS_OP_LINCOMB: case DS_OP_PROD:
+            case DS_OP_PROD:
+                if (B.a[i + 1] - B.a[i] == 3) {
+                    ops[0] = DS_OP_PROD3;
+                    for (int j = 0; j < 3; ++j)
+                        ops[1 + j] = tape->lc_slot[B.a[i] + j];
+                    break;
+                }
+                /* fall through */
+            case DS_OP_LINCOMB:
                 ops[2] = B.a[i];
                 ops[3] = B.a[i + 1];
                 break;
@@ -245,14 +236,8 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
     ops[1] = ops[2] = ops[3] = 0;
 }
 
-DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
-{
-    DS_WITH_TINY_N(tape->n, gather(n_, tape->outputs, v, dy); break);
-}
-
-/* All slot values (the reverse sweep reads them back), op by op (tape.h),
- * then the outputs into dy; each op computes exactly what its block's loop
- * computes.
+/* Every pass runs the ops rows one by one (tape.h); each op computes exactly
+ * what its block's loop computes.
  *
  * With GCC or Clang each op jumps straight to the next op's code (threaded
  * dispatch through a label table): a switch in a loop pays a bounds check
@@ -281,7 +266,8 @@ DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
         [DS_OP_SELECT] = &&op_other, [DS_OP_MAX] = &&op_other,                       \
         [DS_OP_MIN] = &&op_other, [DS_OP_LINCOMB] = &&op_LINCOMB,                    \
         [DS_OP_SQUARE] = &&op_SQUARE, [DS_OP_SUM] = &&op_SUM,                        \
-        [DS_OP_PROD] = &&op_PROD, [DS_OP_COUNT] = &&done,                            \
+        [DS_OP_PROD] = &&op_PROD, [DS_OP_PROD3] = &&op_PROD3,                        \
+        [DS_OP_COUNT] = &&done,                            \
     }
 
 /* The frame of one pass's loop over the ops rows, shared by the three passes:
@@ -308,66 +294,41 @@ DS_INLINE void gather_outputs(const ds_tape *tape, const double *v, double *dy)
 #define DS_OPS_END }
 #endif
 
-static void forward_values(const ds_tape *tape, double *v, double *dy)
-{
-    double *out = v + first_op_slot(tape);
-    const int32_t *ls = tape->lc_slot;
-    const int32_t *op = tape->ops;
-#define OP(name) DS_OP_CASE(name)
-#define NEXT DS_OP_NEXT(op += 4, ++out)
-    DS_OPS_BEGIN(op += 4, ++out)
-    OP(ADD) *out = v[op[1]] + v[op[2]]; NEXT;
-    OP(SUB) *out = v[op[1]] - v[op[2]]; NEXT;
-    OP(MUL) *out = v[op[1]] * v[op[2]]; NEXT;
-    OP(DIV) *out = v[op[1]] / v[op[2]]; NEXT;
-    OP(NEG) *out = -v[op[1]]; NEXT;
-    OP(SQUARE) *out = v[op[1]] * v[op[1]]; NEXT;
-    OP(SUM) {
-        double plus = 0.0, minus = 0.0;
-        for (int j = op[1]; j < op[2]; ++j)
-            plus += v[ls[j]];
-        for (int j = op[2]; j < op[3]; ++j)
-            minus += v[ls[j]];
-        *out = plus - minus;
-    } NEXT;
-    OP(PROD) {
-        const int32_t *f = ls + op[2];
-        if (op[3] - op[2] == 3) {   /* the common k y_a y_b of mass action */
-            *out = v[f[0]] * v[f[1]] * v[f[2]];
-        } else {
-            double acc = v[f[0]];
-            for (int j = op[2] + 1; j < op[3]; ++j)
-                acc *= v[ls[j]];
-            *out = acc;
-        }
-    } NEXT;
-    OP(LINCOMB) {
-        double acc = 0.0;
-        for (int j = op[2]; j < op[3]; ++j)
-            acc += tape->lc_weight[j] * v[ls[j]];
-        *out = acc;
-    } NEXT;
-    OP(POWI) *out = op_eval(DS_OP_POWI, v[op[1]], 0.0, 0.0, op[2], 0).v; NEXT;
-    DS_OTHER_OP *out = op_eval(op[0], v[op[1]], v[op[2]], v[op[3]], 0, 0).v; NEXT;
-    DS_OPS_END
-#undef OP
-#undef NEXT
-    gather_outputs(tape, v, dy);
-}
+/* The value pass (tape_value_ops.inc), once per tiny state count and once
+ * for any; value_pass_for(n) picks one. */
+typedef ds_tape_value_fn value_pass;
+#define VALUE_FN value_pass_1
+#define VALUE_N 1
+#include "tape_value_ops.inc"
+#define VALUE_FN value_pass_2
+#define VALUE_N 2
+#include "tape_value_ops.inc"
+#define VALUE_FN value_pass_3
+#define VALUE_N 3
+#include "tape_value_ops.inc"
+#define VALUE_FN value_pass_4
+#define VALUE_N 4
+#include "tape_value_ops.inc"
+#define VALUE_FN value_pass_any
+#define VALUE_N tape->n
+#include "tape_value_ops.inc"
 
-
-DS_INLINE void eval_values(const ds_tape *tape, double *scratch, double t,
-                        const double *y, const double *p, double *dy,
-                        int with_p, int with_consts)
+static value_pass value_pass_for(int n)
 {
-    load_inputs(tape, scratch, t, y, p, with_p, with_consts);
-    forward_values(tape, scratch, dy);
+    switch (n) {
+    case 1: return value_pass_1;
+    case 2: return value_pass_2;
+    case 3: return value_pass_3;
+    case 4: return value_pass_4;
+    default: return value_pass_any;
+    }
 }
 
 void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
                   const double *y, const double *p, double *dy)
 {
-    eval_values(tape, scratch, t, y, p, dy, 1, 1);
+    load_consts(tape, scratch);
+    value_pass_for(tape->n)(tape, scratch, t, y, p, dy);
 }
 
 void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
@@ -375,9 +336,11 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
                        double *out)
 {
     const int n = tape->n;
-    for (long i = 0; i < k; ++i)
-        eval_values(tape, scratch, t[i], Y + (size_t)i * n, p,
-                    out + (size_t)i * n, i == 0, i == 0);
+    const value_pass value = value_pass_for(n);
+    load_consts(tape, scratch);
+    for (long i = 0; i < k; ++i)   /* p loaded once */
+        value(tape, scratch, t[i], Y + (size_t)i * n, i == 0 ? p : NULL,
+              out + (size_t)i * n);
 }
 
 /* Whether an ops row's b is an operand slot (not unused, not an exponent). */
@@ -526,17 +489,18 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
         for (int j = op[2]; j < op[3]; ++j)
             adj[ls[j]] -= gv;
     } NEXT;
+    OP(PROD3) {
+        if (gv != 0.0) {
+            const double x0 = v[op[1]], x1 = v[op[2]], x2 = v[op[3]];
+            adj[op[1]] += x1 * x2 * gv;
+            adj[op[2]] += x0 * x2 * gv;
+            adj[op[3]] += x0 * x1 * gv;
+        }
+    } NEXT;
     OP(PROD) {
         const int32_t *f = ls + op[2];
         const int nf = op[3] - op[2];
-        if (gv == 0.0) {
-            /* nothing to add */
-        } else if (nf == 3) {   /* k y_a y_b */
-            const double x0 = v[f[0]], x1 = v[f[1]], x2 = v[f[2]];
-            adj[f[0]] += x1 * x2 * gv;
-            adj[f[1]] += x0 * x2 * gv;
-            adj[f[2]] += x0 * x1 * gv;
-        } else {
+        if (gv != 0.0) {
             /* d/dx_k = the product of the others, without dividing */
             double suffix[DS_PROD_MAX + 1];
             suffix[nf] = 1.0;
@@ -567,17 +531,15 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
 #undef NEXT
 }
 
-/* The reverse sweep; with_p / with_consts: load those slots (a solve's
- * scratch keeps them, as for the value). */
-static void vjp_sweep(const ds_tape *tape, double *scratch, double t,
-                      const double *y, const double *p, const double *w,
-                      double *dy, double *wy, double *wp, int with_p,
-                      int with_consts)
+/* The reverse sweep after `value` (the value pass for this n), which loads
+ * p unless it is NULL (a solve's scratch keeps it, as for the value). */
+static void vjp_sweep(const ds_tape *tape, value_pass value, double *scratch,
+                      double t, const double *y, const double *p, const double *w,
+                      double *dy, double *wy, double *wp)
 {
     const int n = tape->n, m = tape->m, slots = slot_count(tape);
     double *v = scratch, *adj = scratch + slots;
-    load_inputs(tape, v, t, y, p, with_p, with_consts);
-    forward_values(tape, v, dy);
+    value(tape, v, t, y, p, dy);
     memset(adj, 0, (size_t)slots * sizeof(double));
     DS_WITH_TINY_N(n, seed_outputs(n_, tape->outputs, w, adj); break);
 
@@ -591,7 +553,8 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
                  const double *y, const double *p, const double *w,
                  double *dy, double *wy, double *wp)
 {
-    vjp_sweep(tape, scratch, t, y, p, w, dy, wy, wp, 1, 1);
+    load_consts(tape, scratch);
+    vjp_sweep(tape, value_pass_for(tape->n), scratch, t, y, p, w, dy, wy, wp);
 }
 
 /* ---- the ds_rhs vtable over a tape ---- */
@@ -600,10 +563,9 @@ static int tape_f(void *ctx, double t, const double *y, const double *p,
                   double *dy)
 {
     ds_tape_ctx *c = (ds_tape_ctx *)ctx;
-    const int with_p = p != c->p_loaded;
+    const double *load = p != c->p_loaded ? p : NULL;
     c->p_loaded = p;
-    eval_values(c->tape, c->scratch, t, y, p, dy, with_p, 0);
-    return 0;
+    return c->value(c->tape, c->scratch, t, y, load, dy);
 }
 
 static int tape_jvp(void *ctx, double t, const double *y, const double *p,
@@ -627,7 +589,8 @@ static int tape_vjp(void *ctx, double t, const double *y, const double *p,
                     const double *w, double *dy, double *wy, double *wp)
 {
     ds_tape_ctx *c = (ds_tape_ctx *)ctx;
-    vjp_sweep(c->tape, c->scratch, t, y, p, w, dy, wy, wp, p != c->p_loaded, 0);
+    vjp_sweep(c->tape, c->value, c->scratch, t, y, p != c->p_loaded ? p : NULL, w,
+              dy, wy, wp);
     c->p_loaded = p;
     /* the adjoint lanes overwrote the jvp lanes: no jvp may reuse them (a
      * NULL pd is a valid seed, so the lane count is what marks it) */
@@ -651,8 +614,8 @@ void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
     ctx->p_loaded = NULL;
     ctx->pd_loaded = NULL;
     ctx->k_loaded = 0;
-    memcpy(scratch + 1 + tape->n + tape->m, tape->consts,
-           (size_t)tape->n_const * sizeof(double));
+    ctx->value = value_pass_for(tape->n);
+    load_consts(tape, scratch);
     rhs->ctx = ctx;
     rhs->n = tape->n;
     rhs->m = tape->m;

@@ -36,7 +36,8 @@
  * small tape, whose blocks hold an op or two, entering a block costs more
  * than its loop saves.  Rows read like a block's operands: a, b, c slots
  * (POWI: b the exponent); LINCOMB and PROD: terms [b, c) of lc_slot; SUM:
- * plus terms [a, b), minus terms [b, c).
+ * plus terms [a, b), minus terms [b, c); PROD3 (a PROD of three factors, the
+ * k y_a y_b of mass action): its factors a, b, c, without lc_slot.
  *
  * Three evaluations share the program:
  *   value            dy = f(t, y, p)
@@ -92,7 +93,8 @@ enum ds_op_code {
     DS_OP_SQUARE = 32,  /* a * a */
     DS_OP_SUM = 33,     /* sum of some slots minus sum of others */
     DS_OP_PROD = 34,    /* product of slots */
-    DS_OP_COUNT = 35
+    DS_OP_PROD3 = 35,   /* a * b * c: ops rows only (a PROD of three factors) */
+    DS_OP_COUNT = 36
 };
 
 #define DS_PROD_MAX 8       /* factors in one PROD op */
@@ -145,6 +147,11 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
                  const double *y, const double *p, const double *w,
                  double *dy, double *wy, double *wp);
 
+/* One value pass: dy = f(t, y, p) with every slot into v; p NULL: v holds
+ * it already (the constants it always does). */
+typedef int (*ds_tape_value_fn)(const ds_tape *tape, double *v, double t,
+                                const double *y, const double *p, double *dy);
+
 /* The tape behind the ds_rhs vtable.  Each solve owns one context and its
  * scratch (ds_tape_rhs_scratch() doubles), so solves may run concurrently.
  * The parameters (and their jvp seeds) are copied into the scratch when
@@ -157,6 +164,7 @@ typedef struct ds_tape_ctx {
     const double *p_loaded; /* the p whose values the scratch holds */
     const double *pd_loaded;/* the jvp seeds of p the scratch holds */
     int k_loaded;           /* ... for this many lanes */
+    ds_tape_value_fn value; /* the value pass compiled for this tape's n */
 } ds_tape_ctx;
 
 size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max);
