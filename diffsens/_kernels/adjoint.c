@@ -36,11 +36,11 @@ void ds_interp_eval(ds_interp *interp, double t, double *y)
 size_t ds_adjoint_scratch(int n, int m)
 {
     const size_t L = (size_t)n + m;
-    return 4 * (size_t)n + m + L * (2 * (size_t)n + m);
+    return 5 * (size_t)n + m + L * (2 * (size_t)n + m);
 }
 
 typedef struct scratch_view {
-    double *y, *dy, *wy, *fy, *wp, *seed_y, *seed_p, *lanes;
+    double *y, *dy, *wy, *fy, *wp, *carry, *seed_y, *seed_p, *lanes;
 } scratch_view;
 
 static scratch_view view(const ds_adjoint_ctx *c)
@@ -53,7 +53,8 @@ static scratch_view view(const ds_adjoint_ctx *c)
     v.wy = v.dy + n;
     v.fy = v.wy + n;
     v.wp = v.fy + n;
-    v.seed_y = v.wp + m;          /* n * L, lane-major */
+    v.carry = v.wp + m;           /* a stage weight handed to the step before */
+    v.seed_y = v.carry + n;       /* n * L, lane-major */
     v.seed_p = v.seed_y + n * L;  /* m * L */
     v.lanes = v.seed_p + m * L;   /* n * L: lane j = column j of [J_y J_p] */
     return v;
@@ -265,12 +266,21 @@ int ds_adjoint_quadrature(ds_adjoint_ctx *c, ds_interp *lam, int nodes,
 }
 
 /* ds_erk_step_adjoint with n a parameter, so that tiny systems get it as a
- * constant (tiny.h): their loops over n are most of the step's own cost. */
+ * constant (tiny.h): their loops over n are most of the step's own cost.
+ *
+ * carried: a stretch of steps hands the first stage's weight of a step to
+ * the step before it, whose last stage is evaluated at the same point (t +
+ * h, y_new), so that one vector-Jacobian product serves both (the FSAL pair;
+ * a product is linear in its weight).  On entry *carried says v.carry holds
+ * such a weight for this step's last stage; hand_on asks to leave this
+ * step's own first-stage weight there instead of taking its product.
+ * carried NULL: neither. */
 DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx *c,
                                 double t, const double *y, double h,
                                 const double *K_known, double *K, double *stage_y,
                                 double *kbar, int n_out, const double *theta,
-                                const double *w, double *lam, double *pbar, long *nfev)
+                                const double *w, double *lam, double *pbar, long *nfev,
+                                int *carried, int hand_on)
 {
     const ds_rhs *b = c->base;
     const int m = b->m, s = tab->s, r = tab->r, d = tab->d;
@@ -279,13 +289,16 @@ DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx
     int rc;
 
     /* The last stage k_s = f(t + h, y_new) matters here only through the
-     * interpolant (the next step's k_0 is that step's own business). */
+     * interpolant, and through the next step's k_0 if that carried its
+     * weight here. */
     int need_last = r > 0;
     for (int j = 0; j < d && n_out > 0; ++j)
         need_last |= tab->P[(size_t)s * d + j] != 0.0;
+    const int carry_in = carried != NULL && *carried;
 
-    /* forward: the stages and their arguments, as ds_erk_step computes them */
-    const int stages = need_last ? width : s;
+    /* forward: the stages and their arguments, as ds_erk_step computes them
+     * (the last one's argument y_new also for a weight carried in) */
+    const int stages = need_last ? width : carry_in ? s + 1 : s;
     /* known stages: only their arguments are needed */
     const double *Ks = K_known != NULL ? K_known : K;
     for (int i = 0; i < stages; ++i) {
@@ -304,8 +317,8 @@ DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx
             ds_erk_combine(n, y, h, tab->A_extra + (size_t)(i - s - 1) * width, i, Ks, Yi);
             ci = tab->c_extra[i - s - 1];
         }
-        if (K_known != NULL)
-            continue;
+        if (K_known != NULL || (i == s && !need_last))
+            continue;   /* (a carried weight needs y_new, not k_s) */
         ++*nfev;
         if ((rc = b->f(b->ctx, t + ci * h, Yi, c->p, K + (size_t)i * n)))
             return rc;
@@ -317,6 +330,10 @@ DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx
     double *ynew_bar = v.fy; /* dL/dy_new */
     memcpy(ynew_bar, lam, (size_t)n * sizeof(double));
     memset(ybar, 0, (size_t)n * sizeof(double));
+    if (carry_in) {
+        memcpy(kbar + (size_t)s * n, v.carry, (size_t)n * sizeof(double));
+        *carried = 0;
+    }
     for (int e = 0; e < n_out; ++e) {
         /* y(t + theta h) = y + h sum_i weight_i(theta) k_i, as the forward
          * pass evaluated it */
@@ -347,6 +364,11 @@ DS_TINY_INLINE int step_adjoint(int n, const ds_erk_tableau *tab, ds_adjoint_ctx
             any |= kb[q] != 0.0;
         if (!any)
             continue;
+        if (i == 0 && hand_on) {   /* the step before takes its product */
+            memcpy(v.carry, kb, (size_t)n * sizeof(double));
+            *carried = 1;
+            continue;
+        }
         const double ci = i == 0 ? 0.0 : i < s ? tab->c[i] : i == s ? 1.0
                                                   : tab->c_extra[i - s - 1];
         ++*nfev;
@@ -384,7 +406,7 @@ int ds_erk_step_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *c,
 {
     DS_WITH_TINY_N(c->base->n,
                    return step_adjoint(n_, tab, c, t, y, h, K_known, K, stage_y, kbar,
-                                       n_out, theta, w, lam, pbar, nfev));
+                                       n_out, theta, w, lam, pbar, nfev, NULL, 0));
 }
 
 /* One stored step's discrete adjoint (step j of a stretch; n_out outputs at
@@ -427,18 +449,20 @@ typedef struct erk_stretch {
     const double *t_old, *h, *y_old, *K_known;
     double *K, *stage_y, *kbar, *lam, *pbar;
     long *nfev;
+    int carried;   /* step_adjoint's hand-on between consecutive steps */
 } erk_stretch;
 
 static int erk_stored_step(void *ctx, long j, int n_out, const double *theta,
                            const double *w)
 {
-    const erk_stretch *a = (const erk_stretch *)ctx;
+    erk_stretch *a = (erk_stretch *)ctx;
     const int n = a->ctx->base->n;
     const size_t width = (size_t)ds_erk_stage_count(a->tab) * n;
-    return ds_erk_step_adjoint(a->tab, a->ctx, a->t_old[j], a->y_old + (size_t)j * n,
-                               a->h[j], a->K_known ? a->K_known + j * width : NULL,
-                               a->K, a->stage_y, a->kbar, n_out, theta, w, a->lam,
-                               a->pbar, a->nfev);
+    /* steps go last first: step j - 1, next, ends where step j starts */
+    DS_WITH_TINY_N(n, return step_adjoint(
+        n_, a->tab, a->ctx, a->t_old[j], a->y_old + (size_t)j * n, a->h[j],
+        a->K_known ? a->K_known + j * width : NULL, a->K, a->stage_y, a->kbar,
+        n_out, theta, w, a->lam, a->pbar, a->nfev, &a->carried, j > 0));
 }
 
 int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
@@ -450,7 +474,7 @@ int ds_erk_stretch_adjoint(const ds_erk_tableau *tab, ds_adjoint_ctx *ctx,
                            double *theta, double *lam, double *pbar, long *nfev)
 {
     erk_stretch a = {tab, ctx, t_old, h, y_old, K_known, K, stage_y, kbar, lam, pbar,
-                     nfev};
+                     nfev, 0};
     return stretch_adjoint(ctx->base->n, len, t_old, h, t_end, t_eval, Wt, i_out, sign,
                            theta, lam, erk_stored_step, &a);
 }
