@@ -372,6 +372,42 @@ def test_discrete_equals_forward_dual(method, kind, checkpoints):
     assert _rel(res.grad_y0, g0) < 1e-10
 
 
+@pytest.mark.parametrize("checkpoints", [None, 3])
+@pytest.mark.parametrize("method", ["Tsit5", "RK45", "DOP853", "Vern7", "RK23"])
+def test_discrete_sparse_outputs_equals_forward_dual(method, checkpoints):
+    """Few outputs: most steps hold none, so their last stage is swept only
+    for the first stage of the step after them (one vjp for the FSAL pair)."""
+    fun = _traced(LV.name)
+    t_eval = np.array([2.5, 7.0, 10.0])
+    tol = dict(rtol=1e-6, atol=1e-8)
+    fwd = diffsens.solve_ivp_sens(fun, LV.t_span, LV.y0, LV.p, method=method,
+                                  t_eval=t_eval, sens="dual", wrt=("p", "y0"), **tol)
+    W = np.random.default_rng(4).standard_normal((2, t_eval.size))
+    gp, g0 = _forward_vjp(fwd, W)
+    res = diffsens.adjoint_gradient(fun, LV.t_span, LV.y0, LV.p, t_eval=t_eval, dgdy=W,
+                                    method=method, adjoint="discrete",
+                                    checkpoints=checkpoints, **tol)
+    _check_result(res, "discrete", 2, 4, t_eval)
+    assert _rel(res.grad_p, gp) < 1e-10
+    assert _rel(res.grad_y0, g0) < 1e-10
+
+
+@pytest.mark.parametrize("method", ["Tsit5", "RK45"])
+def test_discrete_fsal_pairs_share_one_vjp(method):
+    """With an output in nearly every step, each step sweeps its last stage
+    (the interpolant reads it) at the point where the next step's first stage
+    is: one vjp serves both, so a step costs its s stages' vjps, not s + 1
+    (the first step's first stage has no step before it to take it: + 1)."""
+    tableau = diffsens._tableaus.TABLEAUS[method]
+    assert tableau.n_extra == 0
+    res = diffsens.adjoint_gradient(_traced(LV.name), LV.t_span, LV.y0, LV.p,
+                                    t_eval=LV_T, loss=lambda Y, p: (Y * Y).sum(),
+                                    method=method, adjoint="discrete",
+                                    rtol=1e-6, atol=1e-8)
+    assert res.status == 0 and res.n_steps > 50
+    assert res.nfev_adjoint <= tableau.n_stages * res.n_steps + 1
+
+
 # ---------------------------------------------------------------------------
 # 4. Brusselator (n = 32, m = 3)
 # ---------------------------------------------------------------------------

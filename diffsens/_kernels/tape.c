@@ -267,7 +267,7 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
         [DS_OP_MIN] = &&op_other, [DS_OP_LINCOMB] = &&op_LINCOMB,                    \
         [DS_OP_SQUARE] = &&op_SQUARE, [DS_OP_SUM] = &&op_SUM,                        \
         [DS_OP_PROD] = &&op_PROD, [DS_OP_PROD3] = &&op_PROD3,                        \
-        [DS_OP_COUNT] = &&done,                            \
+        [DS_OP_COUNT] = &&done,                                                      \
     }
 
 /* The frame of one pass's loop over the ops rows, shared by the three passes:
