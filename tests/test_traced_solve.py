@@ -161,13 +161,19 @@ _CTRL_C_CODE = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_interrupts_traced_solve(tmp_path):
-    out, err, returncode, elapsed = interrupt_child(_CTRL_C_CODE, cwd=tmp_path,
+def _assert_interrupted(code, tmp_path):
+    """Ctrl-C half a second into ``code`` stops it within 5 s with a
+    KeyboardInterrupt, before it finishes."""
+    out, err, returncode, elapsed = interrupt_child(code, cwd=tmp_path,
                                                     delay=0.5, timeout=5)
     assert elapsed < 5
     assert returncode != 0
     assert "KeyboardInterrupt" in err, err
     assert "finished" not in out
+
+
+def test_ctrl_c_interrupts_traced_solve(tmp_path):
+    _assert_interrupted(_CTRL_C_CODE, tmp_path)
 
 
 _CTRL_C_THREADS_CODE = textwrap.dedent("""
@@ -190,12 +196,7 @@ _CTRL_C_THREADS_CODE = textwrap.dedent("""
 def test_ctrl_c_interrupts_sensitivity_chunks_on_threads(tmp_path):
     """Ctrl-C reaches the main thread only; the chunks' solves on worker
     threads must stop too (the pool's shutdown waits for them)."""
-    out, err, returncode, elapsed = interrupt_child(_CTRL_C_THREADS_CODE, cwd=tmp_path,
-                                                    delay=0.5, timeout=5)
-    assert elapsed < 5
-    assert returncode != 0
-    assert "KeyboardInterrupt" in err, err
-    assert "finished" not in out
+    _assert_interrupted(_CTRL_C_THREADS_CODE, tmp_path)
 
 
 # ---------------------------------------------------------------------------

@@ -296,7 +296,6 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
 
 /* The value pass (tape_value_ops.inc), once per tiny state count and once
  * for any; value_pass_for(n) picks one. */
-typedef ds_tape_value_fn value_pass;
 #define VALUE_FN value_pass_1
 #define VALUE_N 1
 #include "tape_value_ops.inc"
@@ -313,7 +312,7 @@ typedef ds_tape_value_fn value_pass;
 #define VALUE_N tape->n
 #include "tape_value_ops.inc"
 
-static value_pass value_pass_for(int n)
+static ds_tape_value_fn value_pass_for(int n)
 {
     switch (n) {
     case 1: return value_pass_1;
@@ -336,7 +335,7 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
                        double *out)
 {
     const int n = tape->n;
-    const value_pass value = value_pass_for(n);
+    const ds_tape_value_fn value = value_pass_for(n);
     load_consts(tape, scratch);
     for (long i = 0; i < k; ++i)   /* p loaded once */
         value(tape, scratch, t[i], Y + (size_t)i * n, i == 0 ? p : NULL,
@@ -533,7 +532,7 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
 
 /* The reverse sweep after `value` (the value pass for this n), which loads
  * p unless it is NULL (a solve's scratch keeps it, as for the value). */
-static void vjp_sweep(const ds_tape *tape, value_pass value, double *scratch,
+static void vjp_sweep(const ds_tape *tape, ds_tape_value_fn value, double *scratch,
                       double t, const double *y, const double *p, const double *w,
                       double *dy, double *wy, double *wp)
 {
