@@ -239,7 +239,8 @@ class RosenbrockTableau:
     -----
     Derived quantities (:attr:`n_stages`, :attr:`n_dense`,
     :attr:`gamma_matrix`, :attr:`alpha_matrix`, :attr:`b`,
-    :attr:`b_embedded`, :attr:`stiffly_accurate`, :attr:`fsal`,
+    :attr:`b_embedded`, :attr:`stiffly_accurate`, :attr:`argument_steps`,
+    :attr:`error_is_last_stage`, :attr:`fsal`,
     :attr:`stability_at_infinity`) are computed from the data on first
     access and cached; none of them is typed in by hand.
     """
@@ -430,6 +431,28 @@ class RosenbrockTableau:
         s = self.n_stages
         return bool(self.alpha[-1] == 1.0 and self.m[-1] == 1.0
                     and np.array_equal(self.m[:s - 1], self.a[-1, :s - 1]))
+
+    @cached_property
+    def argument_steps(self) -> np.ndarray:
+        """ndarray of bool, shape (s,): stage ``i``'s argument is stage
+        ``i-1``'s plus ``a_{i,i-1} U_{i-1}``.
+
+        Row ``i`` of ``a`` repeats row ``i-1`` bit for bit before column
+        ``i-1`` (``i >= 2``), as the last stages of Rodas4 and Rodas5P do, so
+        a step sums one term there instead of ``i``.
+        """
+        steps = np.array([i >= 2 and np.array_equal(self.a[i, :i - 1], self.a[i - 1, :i - 1])
+                          for i in range(self.n_stages)], dtype=bool)
+        steps.flags.writeable = False
+        return steps
+
+    @cached_property
+    def error_is_last_stage(self) -> bool:
+        """bool: the error estimate is ``U_{s-1}`` (``e`` a unit vector),
+        as in Rodas4 and Rodas5P."""
+        unit = np.zeros(self.n_stages)
+        unit[-1] = 1.0
+        return bool(np.array_equal(self.e, unit))
 
     @cached_property
     def fsal(self) -> bool:

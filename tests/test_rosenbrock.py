@@ -160,6 +160,39 @@ def test_dense_output_interpolates_the_grid(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_one_step_is_the_generic_form(method):
+    # The C step takes the shortcuts the coefficients allow (a stage argument
+    # that extends the previous one, y_new from the last stage's argument,
+    # err = U_{s-1}); one step on ROBER must still be the generic form
+    # y + sum_i m_i U_i, to round-off in W's solves.
+    tab = ROSENBROCK_TABLEAUS[method]
+    rober = problems.get("rober")
+    y0 = np.array([0.9, 0.05, 0.05])
+    for h in (1e-4, 1e-2, 1.0):
+        res = diffsens.solve_ivp(rober.fun, (0.0, h), y0, method=method, args=(rober.p,),
+                                 first_step=h, max_step=h, rtol=HUGE, atol=HUGE)
+        assert len(res.t) == 2
+        f = lambda t, y: rober.fun(t, y, rober.p)    # noqa: E731
+        jac = lambda t, y: rober.jac(t, y, rober.p)  # noqa: E731
+        W = np.eye(3) / (tab.gamma * h) - jac(0.0, y0)
+        y_ref, _, U = generic_step(tab, f, jac, 0.0, y0, h)
+        scale = max(1.0, float(np.max(np.abs(U))))
+        bound = 16 * np.finfo(float).eps * np.linalg.cond(W) * scale
+        np.testing.assert_allclose(res.y[:, -1], y_ref, rtol=0, atol=bound)
+
+
+def generic_step(tab, f, jac, t, y, h):
+    """One autonomous Rosenbrock step in Hairer & Wanner's transformed form,
+    coefficient by coefficient: y_new, err and the stages U (s, n)."""
+    W = np.eye(y.shape[0]) / (tab.gamma * h) - jac(t, y)
+    U = np.zeros((tab.n_stages, y.shape[0]))
+    for i in range(tab.n_stages):
+        rhs = f(t + tab.alpha[i] * h, y + tab.a[i, :i] @ U[:i]) + tab.c[i, :i] @ U[:i] / h
+        U[i] = np.linalg.solve(W, rhs)
+    return y + tab.m @ U, tab.e @ U, U
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_fixed_steps_backward(method):
     h = 2.0 ** -5
     bwd = fixed_step_solve(method, h, t_span=(T_END, 0.0))

@@ -118,6 +118,15 @@ def test_structural_flags():
         np.testing.assert_array_equal(t.m[:-1], t.a[-1, :-1])
         assert t.alpha[-1] == t.alpha[-2] == 1.0
         assert t.gammas[-1] == 0.0
+        assert t.error_is_last_stage
+    # The stage arguments the C step extends from the previous stage's: the
+    # last stage of Rodas4, the last two of Rodas5P (none of Rosenbrock23).
+    np.testing.assert_array_equal(r4.argument_steps, [0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(r5.argument_steps, [0, 0, 0, 0, 0, 0, 1, 1])
+    for t in (r4, r5):
+        for i in np.flatnonzero(t.argument_steps):
+            np.testing.assert_array_equal(t.a[i, :i - 1], t.a[i - 1, :i - 1])
+    assert not r23.argument_steps.any() and not r23.error_is_last_stage
     # Rosenbrock23: its third stage is f(t + h, y_new).
     assert r23.fsal and not r23.stiffly_accurate
     d = 1.0 / (2.0 + np.sqrt(2.0))

@@ -641,6 +641,10 @@ cdef class CRosTableau:
         self.c.m = self._hold(tableau.m)
         self.c.e = self._hold(tableau.e)
         self.c.H = self._hold(tableau.H)
+        self.c.argument_steps = <const int *>hold(self.keep, tableau.argument_steps,
+                                                  np.intc)
+        self.c.stiffly_accurate = tableau.stiffly_accurate
+        self.c.error_is_last_stage = tableau.error_is_last_stage
 
     cdef const double *_hold(self, a) except NULL:
         return <const double *>hold(self.keep, a, np.float64)

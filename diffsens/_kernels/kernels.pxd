@@ -62,6 +62,9 @@ cdef extern from "rosenbrock.h":
         const double *m
         const double *e
         const double *H
+        const int *argument_steps
+        int stiffly_accurate
+        int error_is_last_stage
 
     ctypedef void (*ds_dgetrf_fn)(int *m, int *n, double *a, int *lda,
                                   int *ipiv, int *info) noexcept nogil

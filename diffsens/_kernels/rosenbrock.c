@@ -227,22 +227,25 @@ DS_TINY_INLINE void add_coupling(int n, int rows, const double *B, const double 
             DS_FOR_LANES(n, out, EXPR);                          \
     } while (0)
 
-/* sa = sum_{j<i} a_j U_j and sc = sum_{j<i} (c_j / h) U_j in one pass over
- * the earlier stages, each sum in the stages' order; returns whether any
- * c_j is nonzero. */
-DS_TINY_INLINE int stage_sums_into(int n, int i, int blocks, const double *U,
-                                   const double *a, const double *c, double h,
-                                   double *sa, double *sc)
+/* sa += sum_{a_from<=j<i} a_j U_j and sc = sum_{j<i} (c_j / h) U_j in one
+ * pass over the earlier stages, each sum in the stages' order (sa starts
+ * from zero unless keep_sa); returns whether any c_j is nonzero. */
+DS_TINY_INLINE int stage_sums_into(int n, int i, int a_from, int keep_sa, int blocks,
+                                   const double *U, const double *a, const double *c,
+                                   double h, double *sa, double *sc)
 {
     int any_c = 0;
-    for (int q = 0; q < n; ++q)
-        sa[q] = sc[q] = 0.0;
+    for (int q = 0; q < n; ++q) {
+        if (!keep_sa)
+            sa[q] = 0.0;
+        sc[q] = 0.0;
+    }
     for (int j = 0; j < i; ++j) {
         const double aj = a[j], cj = c[j] / h;
         const double *Uj = U + (size_t)j * n;
 #define A_TERM(AT) (AT(sa) + aj * AT(Uj))
 #define C_TERM(AT) (AT(sc) + cj * AT(Uj))
-        if (aj != 0.0)
+        if (j >= a_from && aj != 0.0)
             ROS_FOR(n, sa, A_TERM);
         if (cj != 0.0) {
             any_c = 1;
@@ -252,26 +255,31 @@ DS_TINY_INLINE int stage_sums_into(int n, int i, int blocks, const double *U,
     return any_c;
 }
 
-/* A stage's argument ysum = y + sum_{j<i} a_j U_j (the increments summed
- * before y is added) and csum = sum_{j<i} (c_j / h) U_j.  For a small
- * system the sums are local arrays that no stage aliases, so the compiler
- * may keep them in registers while the stages stream past. */
-DS_TINY_INLINE int stage_sums(int n, int i, int blocks, const double *U,
+/* A stage's argument ysum = base + sum_{a_from<=j<i} a_j U_j (the increments
+ * summed before base is added) and csum = sum_{j<i} (c_j / h) U_j.  base is
+ * y (a_from = 0), or the previous stage's argument when the tableau's row
+ * extends the previous row (a_from = i - 1: one term, so either order of
+ * the sum rounds alike); it may be ysum itself.  For a small system the sums
+ * are local arrays that no stage aliases, so the compiler may keep them in
+ * registers while the stages stream past. */
+DS_TINY_INLINE int stage_sums(int n, int i, int a_from, int blocks, const double *U,
                               const double *a, const double *c, double h,
-                              const double *y, double *ysum, double *csum)
+                              const double *base, double *ysum, double *csum)
 {
     int any_c;
     if (n <= DS_ROS_SMALL) {
         double sa[DS_ROS_SMALL], sc[DS_ROS_SMALL];
-        any_c = stage_sums_into(n, i, blocks, U, a, c, h, sa, sc);
-#define SA_PLUS_Y(AT) (AT(sa) + AT(y))
+        any_c = stage_sums_into(n, i, a_from, 0, blocks, U, a, c, h, sa, sc);
+#define SA_PLUS_BASE(AT) (AT(sa) + AT(base))
 #define SC(AT) (AT(sc))
-        ROS_FOR(n, ysum, SA_PLUS_Y);
+        ROS_FOR(n, ysum, SA_PLUS_BASE);
         ROS_FOR(n, csum, SC);
+    } else if (base == ysum) {
+        any_c = stage_sums_into(n, i, a_from, 1, blocks, U, a, c, h, ysum, csum);
     } else {
-        any_c = stage_sums_into(n, i, blocks, U, a, c, h, ysum, csum);
-#define PLUS_Y(AT) (AT(ysum) + AT(y))
-        ROS_FOR(n, ysum, PLUS_Y);
+        any_c = stage_sums_into(n, i, a_from, 0, blocks, U, a, c, h, ysum, csum);
+#define PLUS_BASE(AT) (AT(ysum) + AT(base))
+        ROS_FOR(n, ysum, PLUS_BASE);
     }
     return any_c;
 }
@@ -298,6 +306,9 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
         return rc;
     double inv_diag[DS_ROS_SMALL];
     inverted_diagonal(n_block, W, inv_diag);
+    /* a stiffly accurate step's y_new is its last stage's argument + U_{s-1}:
+     * that argument is formed in y_new */
+    const int new_from_last = tab->stiffly_accurate && s > 1;
     for (int i = 0; i < s; ++i) {
         double *Ui = U + (size_t)i * n;
         /* + M sum_j (c_ij / h) U_j, summed in err (scratch until the end) */
@@ -308,10 +319,13 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
         } else {
             /* (No shipped tableau repeats a stage's argument, so none
              * reuses an f.) */
-            any_c = stage_sums(n, i, blocks, U, tab->a + (size_t)i * s,
-                               tab->c + (size_t)i * s, h, y, ytmp, cu);
+            double *arg = new_from_last && i == s - 1 ? y_new : ytmp;
+            const int extends = tab->argument_steps[i];   /* ytmp: stage i-1's */
+            any_c = stage_sums(n, i, extends ? i - 1 : 0, blocks, U,
+                               tab->a + (size_t)i * s, tab->c + (size_t)i * s, h,
+                               extends ? ytmp : y, arg, cu);
             ++*nfev;
-            if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, ytmp, p, Ui)))
+            if ((rc = rhs->f(rhs->ctx, t + tab->alpha[i] * h, arg, p, Ui)))
                 return rc;
         }
         if (any_c) {
@@ -328,7 +342,7 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
                 }
             }
         }
-        if (tab->gammas[i] != 0.0) {
+        if (tab->gammas[i] != 0.0 && !rhs->autonomous) {   /* (else df/dt = 0) */
             const double gh = tab->gammas[i] * h;
 #define DFDT_TERM(AT) (AT(Ui) + gh * AT(dfdt))
             ROS_FOR(n, Ui, DFDT_TERM);
@@ -345,9 +359,11 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
                     break;
                 });
             } else {
-                if ((rc = coupling->apply(coupling->ctx, t, y, f0, p, Ui, ytmp)))
+                /* (into err, free until the end: ytmp holds the stage's
+                 * argument, which the next may extend) */
+                if ((rc = coupling->apply(coupling->ctx, t, y, f0, p, Ui, err)))
                     return rc;
-#define PLUS_COUPLING(AT) (AT(Ui_S) + AT(ytmp))
+#define PLUS_COUPLING(AT) (AT(Ui_S) + AT(err))
                 ROS_FOR(n - n_block, Ui_S, PLUS_COUPLING);
             }
         }
@@ -357,18 +373,32 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
                 break;
             });
     }
-    memset(y_new, 0, (size_t)n * sizeof(double));
-    memset(err, 0, (size_t)n * sizeof(double));
-    for (int i = 0; i < s; ++i) {
-        const double mi = tab->m[i], ei = tab->e[i];
-        const double *Ui = U + (size_t)i * n;
+    const double *U_last = U + (size_t)(s - 1) * n;
+    if (new_from_last) {
+#define PLUS_U_LAST(AT) (AT(y_new) + AT(U_last))
+        ROS_FOR(n, y_new, PLUS_U_LAST);
+    } else {
+        memset(y_new, 0, (size_t)n * sizeof(double));
+        for (int i = 0; i < s; ++i) {
+            const double mi = tab->m[i];
+            const double *Ui = U + (size_t)i * n;
 #define M_TERM(AT) (AT(y_new) + mi * AT(Ui))
-#define E_TERM(AT) (AT(err) + ei * AT(Ui))
-        ROS_FOR(n, y_new, M_TERM);
-        ROS_FOR(n, err, E_TERM);
-    }
+            ROS_FOR(n, y_new, M_TERM);
+        }
 #define NEW_PLUS_Y(AT) (AT(y_new) + AT(y))
-    ROS_FOR(n, y_new, NEW_PLUS_Y);
+        ROS_FOR(n, y_new, NEW_PLUS_Y);
+    }
+    if (tab->error_is_last_stage) {
+        memcpy(err, U_last, (size_t)n * sizeof(double));
+    } else {
+        memset(err, 0, (size_t)n * sizeof(double));
+        for (int i = 0; i < s; ++i) {
+            const double ei = tab->e[i];
+            const double *Ui = U + (size_t)i * n;
+#define E_TERM(AT) (AT(err) + ei * AT(Ui))
+            ROS_FOR(n, err, E_TERM);
+        }
+    }
     return 0;
 }
 

@@ -36,6 +36,12 @@ typedef struct ds_ros_tableau {
     const double *gammas;   /* s */
     const double *m, *e;    /* s */
     const double *H;        /* q * s */
+    /* shortcuts the coefficients allow (the tableau's properties of the
+     * same names): stage i's argument is stage i-1's + a_{i,i-1} U_{i-1}
+     * (s flags); y_new is the last stage's argument + U_{s-1}; err = U_{s-1} */
+    const int *argument_steps;
+    int stiffly_accurate;
+    int error_is_last_stage;
 } ds_ros_tableau;
 
 typedef void (*ds_dgetrf_fn)(int *m, int *n, double *a, int *lda, int *ipiv,

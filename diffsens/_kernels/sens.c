@@ -53,8 +53,9 @@ int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
     int rc = sens_f(ctx, t, Yp, p, Fp);
     if (rc)
         return rc;
+    const double inv = 1.0 / eps;
     for (int i = n; i < N; ++i)
-        out[i - n] = (Fp[i] - F[i]) / eps;
+        out[i - n] = (Fp[i] - F[i]) * inv;
     return 0;
 }
 
@@ -72,13 +73,15 @@ int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
     memcpy(Yp, Y, (size_t)N * sizeof(double));
     for (int j = 0; j < n; ++j) {
         Yp[j] = Y[j] + eps;
-        const double step = Yp[j] - Y[j];   /* the step actually taken */
+        /* 1 / the step actually taken: a multiplication per entry (the
+         * divisions were 3% of a ROBER sensitivity solve) */
+        const double inv = 1.0 / (Yp[j] - Y[j]);
         int rc = sens_f(ctx, t, Yp, p, Fp);
         if (rc)
             return rc;
         double *col = c->block + (size_t)j * rows;
         for (int r = 0; r < rows; ++r)
-            col[r] = (Fp[n + r] - F[n + r]) / step;
+            col[r] = (Fp[n + r] - F[n + r]) * inv;
         Yp[j] = Y[j];
     }
     return 0;
