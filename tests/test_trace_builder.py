@@ -403,7 +403,9 @@ def evaluate_tree(node, t, y, p, numeric):
     if kind == "powi":
         x, c = ev(node[1])
         k = node[2]
-        return (_ipow(x, k) if numeric else x ** k), c
+        # (a constant base is a number in both modes: the same number, so
+        # that ``~(c ** k > ...)`` sees NumPy's bool in both, not -2 in one)
+        return (_ipow(x, k) if numeric or c else x ** k), c
     if kind == "cmp":
         (a, ca), (b, cb) = ev(node[2]), ev(node[3])
         v = COMPARE[node[1]](a, b)

@@ -274,6 +274,11 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
  *   DS_OPS_BEGIN(step)  enter at row `op`; `step` advances op and the pass's
  *                       own pointers by one row (its first operand)
  *   DS_OP_CASE(NAME)    the handler of one op code
+ *   DS_RUN_OF(NAME) body DS_END_RUN(NAME, step)
+ *                       a handler that runs `body` for this row and each
+ *                       next row of the same code, then dispatches: the
+ *                       scheduler groups ops of a kind, so a block of rates
+ *                       or sums costs one jump, not one per op
  *   DS_OTHER_OP         the handler of the codes without their own
  *   DS_OP_NEXT(step)    ends a handler: step, then the next row's handler
  *   DS_OPS_END          after the last handler (the end row lands here)
@@ -285,12 +290,18 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
 #define DS_OP_CASE(name) op_##name:
 #define DS_OTHER_OP op_other:
 #define DS_OP_NEXT(...) __VA_ARGS__; goto *next_[op[0]]
+#define DS_RUN_OF(name) do {
+#define DS_END_RUN(name, ...)                                                \
+    __VA_ARGS__; } while (op[0] == DS_OP_##name);                            \
+    goto *next_[op[0]]
 #define DS_OPS_END done:;
 #else
 #define DS_OPS_BEGIN(...) for (; op[0] != DS_OP_COUNT; __VA_ARGS__) switch (op[0]) {
 #define DS_OP_CASE(name) case DS_OP_##name:
 #define DS_OTHER_OP default:
 #define DS_OP_NEXT(...) break
+#define DS_RUN_OF(name)
+#define DS_END_RUN(name, ...) break
 #define DS_OPS_END }
 #endif
 
