@@ -468,22 +468,24 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
     double gv;   /* *g, read once: the op's operands are other slots */
 #define OP(name) DS_OP_CASE(name) gv = *g;
 #define NEXT DS_OP_NEXT(op -= 4, --g)
+#define RUN_OF(name) DS_RUN_OF(name) gv = *g;
+#define END_RUN(name) DS_END_RUN(name, op -= 4, --g)
     DS_OPS_BEGIN(op -= 4, --g)
-    OP(ADD) {
+    OP(ADD) RUN_OF(ADD) {
         adj[op[1]] += gv;
         adj[op[2]] += gv;
-    } NEXT;
-    OP(SUB) {
+    } END_RUN(ADD);
+    OP(SUB) RUN_OF(SUB) {
         adj[op[1]] += gv;
         adj[op[2]] -= gv;
-    } NEXT;
-    OP(MUL) {
+    } END_RUN(SUB);
+    OP(MUL) RUN_OF(MUL) {
         const double va = v[op[1]], vb = v[op[2]];
         if (gv != 0.0) {   /* no 0 * inf from an unused infinite operand */
             adj[op[1]] += vb * gv;
             adj[op[2]] += va * gv;
         }
-    } NEXT;
+    } END_RUN(MUL);
     OP(NEG) adj[op[1]] -= gv; NEXT;
     OP(SQUARE) {
         if (gv != 0.0)
@@ -493,20 +495,20 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
         for (int j = op[2]; j < op[3]; ++j)
             adj[ls[j]] += tape->lc_weight[j] * gv;
     } NEXT;
-    OP(SUM) {
+    OP(SUM) RUN_OF(SUM) {
         for (int j = op[1]; j < op[2]; ++j)
             adj[ls[j]] += gv;
         for (int j = op[2]; j < op[3]; ++j)
             adj[ls[j]] -= gv;
-    } NEXT;
-    OP(PROD3) {
+    } END_RUN(SUM);
+    OP(PROD3) RUN_OF(PROD3) {
         if (gv != 0.0) {
             const double x0 = v[op[1]], x1 = v[op[2]], x2 = v[op[3]];
             adj[op[1]] += x1 * x2 * gv;
             adj[op[2]] += x0 * x2 * gv;
             adj[op[3]] += x0 * x1 * gv;
         }
-    } NEXT;
+    } END_RUN(PROD3);
     OP(PROD) {
         const int32_t *f = ls + op[2];
         const int nf = op[3] - op[2];
@@ -539,6 +541,8 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
     DS_OPS_END
 #undef OP
 #undef NEXT
+#undef RUN_OF
+#undef END_RUN
 }
 
 /* The reverse sweep after `value` (the value pass for this n), which loads
