@@ -691,6 +691,73 @@ def test_jvp_matches_complex_step(case):
                      "jvp (p tangent) vs complex step")
 
 
+@_settings(100)
+@given(case=rhs_cases(analytic=True))
+def test_second_order_pass_matches_jvp_and_complex_step(case):
+    """jvp2's first-order lanes are the jvp's; its mixed second derivatives
+    d/dA (J_y yb + J_p pb) match a complex step along A differenced along B."""
+    spec, t, y, p = case["spec"], case["t"], case["y"], case["p"]
+    yd, pd = case["yd"], case["pd"]
+    n, m = spec[0], spec[1]
+    _, _, G = scale_of(spec, t, y, p)
+    fn = trace_spec(spec).function
+    pp = p if m else np.zeros(0)
+    ya = np.column_stack((np.eye(n), yd))                # ka = n + 1
+    yb = np.column_stack((yd[::-1], np.eye(n)[:, 0]))    # kb = 2
+    pb = np.column_stack((pd, -pd)) if m else None
+    f, fa, fb, fab = fn.jvp2(t, y, pp, ya, yb, pb)
+    assert fa.shape == (n, n + 1) and fb.shape == (n, 2) and fab.shape == (n, n + 1, 2)
+    np.testing.assert_array_equal(f, fn.value(t, y, pp))
+    _, ja = fn.jvp(t, y, pp, ya)
+    _, jb = fn.jvp(t, y, pp, yb, pb)
+    assert_close(fa, ja, 1e-14 * (np.abs(ja) + G[:, :n] @ np.abs(ya)) + 1e-300, "fa vs jvp")
+    pbz = pb if m else np.zeros((0, 2))
+    assert_close(fb, jb, 1e-14 * (np.abs(jb) + G @ np.abs(np.vstack((yb, pbz)))) + 1e-300,
+                 "fb vs jvp")
+    # d/dB of (J_y a) by central differences of complex steps along a, with
+    # its own truncation estimate (the same difference at half the spacing)
+    for b in range(2):
+        db_y, db_p = yb[:, b], (pb[:, b] if m else np.zeros(0))
+
+        def mixed(delta):
+            return np.column_stack([
+                (complex_step(spec, t, y + delta * db_y, p + delta * db_p, ya[:, a], 0 * p)
+                 - complex_step(spec, t, y - delta * db_y, p - delta * db_p, ya[:, a], 0 * p))
+                / (2 * delta) for a in range(n + 1)])
+
+        coarse, fine = mixed(1e-3), mixed(5e-4)
+        tol = 4 * np.abs(coarse - fine) + 1e-9 * (np.abs(fine) + 1.0)
+        assert_close(fab[:, :, b], fine, tol, f"mixed second derivatives, lane {b}")
+
+
+@pytest.mark.parametrize("y", [[0.2, 0.5, 0.3], [0.9, 0.1, 1.5], [-2.0, -3.0, -0.8]])
+def test_second_order_pass_follows_branches(y):
+    """Piecewise ops (where, max, min, clip) pass the chosen branch's second
+    derivatives on; checked by differencing the jvp away from the switches."""
+    def fun(t, y, p):
+        x, u, v = y
+        return np.array([np.where(x > p[0], x ** 2 * u, -3.0 * x * v),
+                         np.maximum(u * u, 0.5 * x) + np.minimum(v * x, 1.0),
+                         np.clip(v * p[1] * u, -1.0, 1.0) + abs(x - 2.0) * u])
+    y, p = np.array(y), np.array([0.5, 2.0])
+    fn = diffsens.trace(fun, y, p).function
+    yb, pb = np.array([[0.3], [-0.7], [0.2]]), np.array([[0.1], [0.5]])
+    _, _, _, fab = fn.jvp2(0.0, y, p, np.eye(3), yb, pb)
+    h = 1e-6
+    for a in range(3):
+        e = np.eye(3)[a] * h
+        fd = (fn.jvp(0.0, y + e, p, yb, pb)[1] - fn.jvp(0.0, y - e, p, yb, pb)[1]) / (2 * h)
+        np.testing.assert_allclose(fab[:, a, 0], fd[:, 0], rtol=1e-7, atol=1e-8)
+
+
+def test_second_order_pass_bad_directions():
+    fn = diffsens.trace(lambda t, y, p: p[0] * y * y, np.ones(2), np.ones(1)).function
+    with pytest.raises(ValueError, match="`ya` must have shape"):
+        fn.jvp2(0.0, np.ones(2), np.ones(1), np.eye(3), np.ones((2, 1)))
+    with pytest.raises(ValueError, match="`yb` must have shape"):
+        fn.jvp2(0.0, np.ones(2), np.ones(1), np.eye(2), np.ones(2))
+
+
 def _fd_points(spec, t, y, p, yd, pd, h):
     """f at y + k h yd, p + k h pd for k = -2..2, and their decision logs."""
     vals, logs = [], []

@@ -27,9 +27,10 @@ from diffsens._kernels.kernels cimport (
     DS_YIELD, ds_solver_init, ds_problem, ds_run, ds_solver,
     ds_erk_tableau, DS_ERK_MAX_STAGES, ds_workspace_size, ds_events, ds_output, ds_rhs,
     ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
+    ds_tape_jvp2, ds_tape_jvp2_scratch,
     ds_tape_linearize, ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
     ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
-    ds_sens_rhs_init, ds_sens_coupling, ds_sens_coupling_prepare, ds_ros_tableau, ds_lapack, ds_coupling,
+    ds_sens_rhs_init, ds_sens_coupling, ds_sens_coupling_evaluate, ds_sens_coupling_prepare, ds_ros_tableau, ds_lapack, ds_coupling,
 )
 from scipy.linalg.cython_lapack cimport dgetrf, dgetrs
 
@@ -396,6 +397,41 @@ cdef class TapeFunction:
                     <double *>cnp.PyArray_DATA(dyd))
         return dy, (dyd[0] if single else dyd.T.copy())
 
+    def jvp2(self, double t, y, p, ya, yb, pb=None):
+        """Second order along two sets of directions: ``ya`` (n, ka) in y and
+        ``(yb, pb)`` ((n, kb), (m, kb)) in (y, p).  Returns ``(f, fa, fb,
+        fab)``: ``fa = J_y ya`` (n, ka), ``fb = J_y yb + J_p pb`` (n, kb) and
+        ``fab[:, a, b]``, the derivative of lane b along direction a (n, ka,
+        kb).  The Rosenbrock sensitivity solves take their coupling block
+        from it."""
+        cdef cnp.ndarray yc, pc
+        yc, pc = self._inputs(y, p)
+        ya2 = np.asarray(ya, dtype=np.float64)
+        yb2 = np.asarray(yb, dtype=np.float64)
+        if ya2.ndim != 2 or ya2.shape[0] != self.n:
+            raise ValueError(f"`ya` must have shape ({self.n}, ka); got {ya2.shape}.")
+        if yb2.ndim != 2 or yb2.shape[0] != self.n:
+            raise ValueError(f"`yb` must have shape ({self.n}, kb); got {yb2.shape}.")
+        cdef int ka = ya2.shape[1], kb = yb2.shape[1]
+        yal = _lanes(ya2, self.n, ka, "ya")
+        ybl = _lanes(yb2, self.n, kb, "yb")
+        pbl = _lanes(pb, self.m, kb, "pb")
+        cdef cnp.ndarray scratch = np.empty(ds_tape_jvp2_scratch(&self.c, ka, kb))
+        cdef cnp.ndarray f = np.empty(self.n)
+        cdef cnp.ndarray fa = np.empty((max(ka, 1), self.n))
+        cdef cnp.ndarray fb = np.empty((max(kb, 1), self.n))
+        cdef cnp.ndarray fab = np.empty((max(ka * kb, 1), self.n))
+        ds_tape_jvp2(&self.c, <double *>cnp.PyArray_DATA(scratch), t,
+                     <const double *>cnp.PyArray_DATA(yc),
+                     <const double *>cnp.PyArray_DATA(pc), ka,
+                     <const double *>cnp.PyArray_DATA(yal), kb,
+                     <const double *>cnp.PyArray_DATA(ybl),
+                     <const double *>cnp.PyArray_DATA(pbl),
+                     <double *>cnp.PyArray_DATA(f), <double *>cnp.PyArray_DATA(fa),
+                     <double *>cnp.PyArray_DATA(fb), <double *>cnp.PyArray_DATA(fab))
+        return (f, fa[:ka].T.copy(), fb[:kb].T.copy(),
+                fab[:ka * kb].reshape(ka, kb, self.n).transpose(2, 0, 1).copy())
+
     def vjp(self, double t, y, p, w):
         """``(f, w^T J_y, w^T J_p)`` by one reverse sweep."""
         cdef cnp.ndarray yc, pc
@@ -494,11 +530,11 @@ cdef class TapeRHS(RHSFrontEnd):
     cdef ds_tape_ctx ctx
     cdef cnp.ndarray scratch
 
-    def __cinit__(self, TapeFunction fn, int k_max=1):
+    def __cinit__(self, TapeFunction fn, int k_max=1, int k2_max=0):
         self.fn = fn
-        self.scratch = np.empty(ds_tape_rhs_scratch(&fn.c, k_max))
+        self.scratch = np.empty(ds_tape_rhs_scratch(&fn.c, k_max, k2_max))
         ds_tape_rhs_init(&self.c, &self.ctx, &fn.c,
-                         <double *>cnp.PyArray_DATA(self.scratch), k_max)
+                         <double *>cnp.PyArray_DATA(self.scratch), k_max, k2_max)
         self.error = None
 
 # ---------------------------------------------------------------------------
@@ -758,16 +794,18 @@ cdef cnp.ndarray grow(cnp.ndarray old, Py_ssize_t rows, object width,
 # ---------------------------------------------------------------------------
 
 cdef tuple front_end(fun, Py_ssize_t n_user, bint is_complex, bint vectorized,
-                     tuple args, p, jac, int lanes, bint rosenbrock, double t0, y0):
+                     tuple args, p, jac, int lanes, bint rosenbrock, double t0, y0,
+                     int second_lanes=0):
     """The vtable owner for ``fun`` and its parameters as a C array (or None).
 
-    A `TapeFunction` gets scratch for ``lanes`` dual lanes; a `DualFunction`
+    A `TapeFunction` gets scratch for ``lanes`` dual lanes (and for second
+    order with ``second_lanes`` B directions, see rhs.h); a `DualFunction`
     evaluates on dual numbers; a plain callable gets the user's ``jac``, or
     duals for exact Rosenbrock Jacobians when it takes them."""
     cdef RHSFrontEnd rhs
     cdef cnp.ndarray pc = None
     if isinstance(fun, TapeFunction):
-        rhs = TapeRHS(fun, lanes)
+        rhs = TapeRHS(fun, lanes, second_lanes)
         rhs.c.autonomous = (<TapeFunction>fun).tape.autonomous
         if (<TapeFunction>fun).m:
             pc = _vector(p, (<TapeFunction>fun).m, "p")
@@ -827,7 +865,7 @@ def solve(tableau, fun, double t0, double t_bound,
     # a Rosenbrock Jacobian is one jvp of n lanes
     rhs, pc = front_end(fun, n_user, is_complex, vectorized, args, p, jac,
                         max(sens_lanes, n_user if rosenbrock else 1, 1),
-                        rosenbrock, t0, y0)
+                        rosenbrock, t0, y0, sens_lanes if rosenbrock else 0)
     release_gil = isinstance(fun, TapeFunction) and not events
     if mass is not None:
         massc = np.asfortranarray(mass, dtype=np.float64)
@@ -877,14 +915,18 @@ def solve(tableau, fun, double t0, double t_bound,
                          <const double *>cnp.PyArray_DATA(seed))
         pb.rhs = &sens_rhs
         if rosenbrock:
-            # 2 N for the differences, (N - n) n for the coupling block
-            coupling_scratch = np.empty(2 * y0.shape[0]
+            # 2 N + 2 n^2 for its evaluations (sens.h), (N - n) n for the block
+            coupling_scratch = np.empty(2 * y0.shape[0] + 2 * rhs.c.n * rhs.c.n
                                         + (y0.shape[0] - rhs.c.n) * rhs.c.n)
             sens_ctx.scratch = <double *>cnp.PyArray_DATA(coupling_scratch)
-            sens_ctx.block = sens_ctx.scratch + 2 * y0.shape[0]
+            sens_ctx.block = sens_ctx.scratch + 2 * y0.shape[0] + 2 * rhs.c.n * rhs.c.n
             coupling.ctx = &sens_ctx
             coupling.block = sens_ctx.block
             coupling.prepare = ds_sens_coupling_prepare
+            # (a traced rhs: f, J and the block in one exact pass per step)
+            coupling.evaluate = NULL
+            if rhs.c.jvp2 != NULL:
+                coupling.evaluate = ds_sens_coupling_evaluate
             coupling.apply = ds_sens_coupling
             pb.coupling = &coupling
     pb.p = NULL if pc is None else <const double *>cnp.PyArray_DATA(pc)

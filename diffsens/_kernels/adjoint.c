@@ -194,6 +194,7 @@ void ds_adjoint_rhs_init(ds_rhs *adj, ds_adjoint_ctx *ctx, const ds_rhs *base,
     adj->jvp = NULL;
     adj->vjp = NULL;
     adj->jac = NULL;
+    adj->jvp2 = NULL;
     if (mode == DS_ADJ_LAMBDA && (base->jvp != NULL || base->jac != NULL))
         adj->jac = adjoint_jac;
     else if (mode == DS_ADJ_LAMBDA_MU && base->jvp != NULL)

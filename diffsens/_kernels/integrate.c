@@ -281,6 +281,12 @@ static int attempt(ds_solver *S, double t, double h, double *err_norm)
             return DS_CALLBACK_STOP;
         S->jac_fresh = 1;
     }
+    const ds_coupling *cp = pb->coupling;
+    if (cp && !S->coupling_fresh && ds_ros_coupling_by_block(ros, jrhs->n)) {
+        if (cp->prepare(cp->ctx, t, S->y, S->K, pb->p))
+            return DS_CALLBACK_STOP;
+        S->coupling_fresh = 1;
+    }
     ++S->nlu;
     if (ds_ros_factor(pb->lapack, jrhs->n, ros->gamma * h, pb->mass, S->J, S->W,
                       S->ipiv) != 0)
@@ -306,7 +312,22 @@ static int finish_step(ds_solver *S, double t_new)
         target = S->K + (size_t)pb->erk->s * S->n;
     } else {
         target = S->K + S->n;   /* moved into K[0] once the step is recorded */
-        S->jac_fresh = 0;
+        const ds_coupling *cp = pb->coupling;
+        const ds_rhs *jrhs = jacobian_rhs(pb);
+        if (cp && cp->evaluate && ds_ros_coupling_by_block(pb->ros, jrhs->n)
+            && t_new != pb->t_bound) {
+            /* f, the Jacobian and the coupling block the next step starts
+             * from, all in one pass (none starts from t_bound) */
+            ++S->nfev;
+            ++S->njev;
+            if (cp->evaluate(cp->ctx, t_new, S->y_new, pb->p, target, S->J)
+                || ds_ros_time_derivative(pb->rhs, pb->p, t_new, S->y_new, target,
+                                          S->dfdt, S->jac_scratch, &S->nfev))
+                return DS_CALLBACK_STOP;
+            S->jac_fresh = S->coupling_fresh = 1;
+            return 0;
+        }
+        S->jac_fresh = S->coupling_fresh = 0;
     }
     ++S->nfev;
     return pb->rhs->f(pb->rhs->ctx, t_new, S->y_new, pb->p, target) ? DS_CALLBACK_STOP : 0;

@@ -105,6 +105,7 @@ typedef struct ds_solver {
     int n, n_norm, direction, started, done;
     int d, error_order;       /* dense-output degree, embedded order */
     int jac_fresh;            /* Rosenbrock: J, df/dt belong to (t, y) */
+    int coupling_fresh;       /* ... and so does the sensitivity coupling block */
     double t, t_old, h_abs;
     double qold_pow;          /* PI memory: (last accepted error)^beta2 */
     double *y, *y_old, *y_new, *ytmp, *y_stiff, *K, *Q, *yev;

@@ -14,6 +14,11 @@ cdef extern from "rhs.h":
 
     ctypedef int (*ds_jac_fn)(void *ctx, double t, const double *y,
                               const double *p, double *J) noexcept
+    ctypedef int (*ds_jvp2_fn)(void *ctx, double t, const double *y,
+                               const double *p, int ka, const double *ya,
+                               int kb, const double *yb, const double *pb,
+                               double *dy, double *fa, double *fb,
+                               double *fab) noexcept
 
     ctypedef struct ds_rhs:
         void *ctx
@@ -24,6 +29,7 @@ cdef extern from "rhs.h":
         ds_jvp_fn jvp
         ds_vjp_fn vjp
         ds_jac_fn jac
+        ds_jvp2_fn jvp2
 
 
 cdef extern from "erk.h":
@@ -81,6 +87,8 @@ cdef extern from "rosenbrock.h":
         const double *block
         int (*prepare)(void *ctx, double t, const double *Y, const double *F,
                        const double *p) noexcept
+        int (*evaluate)(void *ctx, double t, const double *Y, const double *p,
+                        double *F, double *J) noexcept
         int (*apply)(void *ctx, double t, const double *Y, const double *F,
                      const double *p, const double *u, double *out) noexcept
 
@@ -198,6 +206,7 @@ cdef extern from "tape.h":
         const ds_tape *tape
         double *scratch
         int k_max
+        int k2_max
         const double *p_loaded
         const double *pd_loaded
         int k_loaded
@@ -207,6 +216,7 @@ cdef extern from "tape.h":
     size_t ds_tape_value_scratch(const ds_tape *tape) nogil
     size_t ds_tape_jvp_scratch(const ds_tape *tape, int k) nogil
     size_t ds_tape_vjp_scratch(const ds_tape *tape) nogil
+    size_t ds_tape_jvp2_scratch(const ds_tape *tape, int ka, int kb) nogil
     void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
                       const double *y, const double *p, double *dy) nogil
     void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
@@ -216,12 +226,16 @@ cdef extern from "tape.h":
                      const double *y, const double *p, int k,
                      const double *yd, const double *pd, double *dy,
                      double *dyd) nogil
+    void ds_tape_jvp2(const ds_tape *tape, double *scratch, double t,
+                      const double *y, const double *p, int ka, const double *ya,
+                      int kb, const double *yb, const double *pb, double *dy,
+                      double *fa, double *fb, double *fab) nogil
     void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
                      const double *y, const double *p, const double *w,
                      double *dy, double *wy, double *wp) nogil
-    size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max) nogil
+    size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max, int k2_max) nogil
     void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
-                          double *scratch, int k_max) nogil
+                          double *scratch, int k_max, int k2_max) nogil
 
 
 cdef extern from "sens.h":
@@ -236,6 +250,8 @@ cdef extern from "sens.h":
                           int k, const double *p_seed) nogil
     int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
                          const double *p, const double *u, double *out) noexcept
+    int ds_sens_coupling_evaluate(void *ctx, double t, const double *Y,
+                                  const double *p, double *F, double *J) noexcept
     int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
                                  const double *F, const double *p) noexcept
 

@@ -26,6 +26,16 @@ typedef int (*ds_jvp_fn)(void *ctx, double t, const double *y, const double *p,
                          int k, const double *yd, const double *pd,
                          double *dy, double *dyd);
 
+/* Second order, along two sets of directions: A, ka directions in y (ya:
+ * n*ka), and B, kb directions in (y, p) (yb: n*kb, pb: m*kb; NULL: zero).
+ * dy = f, fa = J_y ya (n*ka), fb = J_y yb + J_p pb (n*kb), and the mixed
+ * second derivatives fab[(a kb + b) n + i] = d/dA_a (fb_b)_i: the derivative
+ * of lane b of a jvp along direction a.  All lane-major as above. */
+typedef int (*ds_jvp2_fn)(void *ctx, double t, const double *y, const double *p,
+                          int ka, const double *ya, int kb, const double *yb,
+                          const double *pb, double *dy, double *fa, double *fb,
+                          double *fab);
+
 /* reverse sweep: dy = f, wy = w^T J_y (n), wp = w^T J_p (m). */
 typedef int (*ds_vjp_fn)(void *ctx, double t, const double *y, const double *p,
                          const double *w, double *dy, double *wy, double *wp);
@@ -43,6 +53,7 @@ typedef struct ds_rhs {
     ds_jvp_fn jvp;  /* optional (NULL when the front end has none) */
     ds_vjp_fn vjp;  /* optional */
     ds_jac_fn jac;  /* optional */
+    ds_jvp2_fn jvp2;/* optional */
 } ds_rhs;
 
 #ifdef __cplusplus

@@ -45,18 +45,27 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
             yp[j] = y[j];
         }
     }
+    return ds_ros_time_derivative(rhs, p, t, y, f0, dfdt, fy, nfev);
+}
+
+int ds_ros_time_derivative(const ds_rhs *rhs, const double *p, double t,
+                           const double *y, const double *f0, double *dfdt,
+                           double *scratch, long *nfev)
+{
+    const int N = rhs->n;
     if (rhs->autonomous) {
         memset(dfdt, 0, (size_t)N * sizeof(double));
         return 0;
     }
     const double dt = ds_ros_time_delta(t);
     const double t1 = t + dt;
+    int rc;
     ++*nfev;
-    if ((rc = rhs->f(rhs->ctx, t1, y, p, fy)))
+    if ((rc = rhs->f(rhs->ctx, t1, y, p, scratch)))
         return rc;
     const double inv = 1.0 / (t1 - t);
     for (int i = 0; i < N; ++i)
-        dfdt[i] = (fy[i] - f0[i]) * inv;
+        dfdt[i] = (scratch[i] - f0[i]) * inv;
     return 0;
 }
 
@@ -86,35 +95,58 @@ int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
  * time (trsm may hand several right-hand sides to OpenBLAS's threads). */
 #define DS_ROS_SMALL 16
 
-/* x <- W^{-1} x for one right-hand side of a tiny system (n a constant:
- * straight-line code), W = P L U as dgetrf leaves it (column-major, 1-based
- * pivots), U's diagonal inverted by the caller. */
-DS_TINY_INLINE void solve_one_tiny(int n, const double *LU, const int *ipiv,
+/* x <- W^{-1} x for one right-hand side of a tiny system (n <= 4, a
+ * constant: straight-line code), W = P L U as dgetrf leaves it
+ * (column-major), with dgetrf's row interchanges as the gather `perm` and
+ * U's diagonal inverted (solve_prepare).  x is read into named locals once
+ * and written once.  (Swapping in place through run-time indices kept every
+ * later update in memory; a local array tempted GCC to pair its elements
+ * through the stack, where the pair loads missed store forwarding: both
+ * measured, each slower.) */
+DS_TINY_INLINE void solve_one_tiny(int n, const double *LU, const int *perm,
                                    const double *inv_diag, double *x)
 {
-    for (int i = 0; i < n; ++i) {   /* row interchanges, in order */
-        /* unconditional (k may be i): a data-dependent branch here
-         * mispredicts more often than a swap costs */
-        const int k = ipiv[i] - 1;
-        const double xi = x[i], xk = x[k];
-        x[k] = xi;
-        x[i] = xk;
+#define LU_(i, j) LU[(size_t)(j) * n + (i)]
+    double v0 = x[perm[0]], v1 = 0.0, v2 = 0.0, v3 = 0.0;
+    if (n > 1) v1 = x[perm[1]];
+    if (n > 2) v2 = x[perm[2]];
+    if (n > 3) v3 = x[perm[3]];
+    /* L (unit diagonal), column by column */
+    if (n > 1) v1 -= LU_(1, 0) * v0;
+    if (n > 2) v2 -= LU_(2, 0) * v0;
+    if (n > 3) v3 -= LU_(3, 0) * v0;
+    if (n > 2) v2 -= LU_(2, 1) * v1;
+    if (n > 3) v3 -= LU_(3, 1) * v1;
+    if (n > 3) v3 -= LU_(3, 2) * v2;
+    /* U, column by column from the last */
+    if (n > 3) {
+        v3 *= inv_diag[3];
+        v0 -= LU_(0, 3) * v3;
+        v1 -= LU_(1, 3) * v3;
+        v2 -= LU_(2, 3) * v3;
     }
-    for (int j = 0; j < n; ++j)     /* L, unit diagonal */
-        for (int i = j + 1; i < n; ++i)
-            x[i] -= LU[(size_t)j * n + i] * x[j];
-    for (int j = n - 1; j >= 0; --j) {   /* U */
-        x[j] *= inv_diag[j];
-        for (int i = 0; i < j; ++i)
-            x[i] -= LU[(size_t)j * n + i] * x[j];
+    if (n > 2) {
+        v2 *= inv_diag[2];
+        v0 -= LU_(0, 2) * v2;
+        v1 -= LU_(1, 2) * v2;
     }
+    if (n > 1) {
+        v1 *= inv_diag[1];
+        v0 -= LU_(0, 1) * v1;
+    }
+    v0 *= inv_diag[0];
+#undef LU_
+    x[0] = v0;
+    if (n > 1) x[1] = v1;
+    if (n > 2) x[2] = v2;
+    if (n > 3) x[3] = v3;
 }
 
 /* x <- W^{-1} x for `count` right-hand sides of length n, W = P L U as
- * dgetrf leaves it (column-major, 1-based pivots), inv_diag the inverses of
- * U's diagonal when n <= DS_ROS_SMALL (see inverted_diagonal). */
+ * dgetrf leaves it (column-major, 1-based pivots); for n <= DS_ROS_SMALL
+ * also perm and inv_diag from solve_prepare. */
 DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
-                                 const double *LU, const int *ipiv,
+                                 const double *LU, const int *ipiv, const int *perm,
                                  const double *inv_diag, double *x)
 {
     if (n > DS_ROS_SMALL) {
@@ -129,7 +161,7 @@ DS_TINY_INLINE void solve_blocks(const ds_lapack *lapack, int n, int count,
         /* a tiny block's solve unrolls completely: block after block */
         DS_WITH_TINY_N(n, {
             for (int b = 0; b < count; ++b)
-                solve_one_tiny(n_, LU, ipiv, inv_diag, x + (size_t)b * n_);
+                solve_one_tiny(n_, LU, perm, inv_diag, x + (size_t)b * n_);
             return;
         });
     }
@@ -193,13 +225,24 @@ void ds_ros_solve_transposed(const ds_lapack *lapack, int n, const double *LU,
     }
 }
 
-/* 1 / U's diagonal, once per step for all its solves: independent
- * multiplications in place of a chain of divisions in every solve. */
-DS_TINY_INLINE void inverted_diagonal(int n, const double *LU, double *inv_diag)
+/* Once per step for all its solves (n <= DS_ROS_SMALL): 1 / U's diagonal
+ * (independent multiplications in place of a chain of divisions in every
+ * solve), and dgetrf's row interchanges composed into one gather,
+ * (P^T x)[i] = x[perm[i]]. */
+DS_TINY_INLINE void solve_prepare(int n, const double *LU, const int *ipiv, int *perm,
+                                  double *inv_diag)
 {
-    if (n <= DS_ROS_SMALL)
-        for (int j = 0; j < n; ++j)
-            inv_diag[j] = 1.0 / LU[(size_t)j * n + j];
+    if (n > DS_ROS_SMALL)
+        return;
+    for (int j = 0; j < n; ++j) {
+        inv_diag[j] = 1.0 / LU[(size_t)j * n + j];
+        perm[j] = j;
+    }
+    for (int i = 0; i < n; ++i) {
+        const int k = ipiv[i] - 1, tmp = perm[i];
+        perm[i] = perm[k];
+        perm[k] = tmp;
+    }
 }
 
 /* x += B u, B (rows x n) column-major: the coupling of a sensitivity
@@ -300,12 +343,11 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
     const int coupled = coupling != NULL && blocks > 1;
     /* the coupling as a matrix: n_block differences per step, in place of
      * one along each of the s stages */
-    const int by_block = coupled && n_block < s;
+    const int by_block = coupled && ds_ros_coupling_by_block(tab, n_block);
     int rc;
-    if (by_block && (rc = coupling->prepare(coupling->ctx, t, y, f0, p)))
-        return rc;
     double inv_diag[DS_ROS_SMALL];
-    inverted_diagonal(n_block, W, inv_diag);
+    int perm[DS_ROS_SMALL];
+    solve_prepare(n_block, W, ipiv, perm, inv_diag);
     /* a stiffly accurate step's y_new is its last stage's argument + U_{s-1}:
      * that argument is formed in y_new */
     const int new_from_last = tab->stiffly_accurate && s > 1;
@@ -347,7 +389,7 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
 #define DFDT_TERM(AT) (AT(Ui) + gh * AT(dfdt))
             ROS_FOR(n, Ui, DFDT_TERM);
         }
-        solve_blocks(lapack, n_block, 1, W, ipiv, inv_diag, Ui);
+        solve_blocks(lapack, n_block, 1, W, ipiv, perm, inv_diag, Ui);
         if (coupled) {
             /* rhs_S + B U_y for the sensitivity blocks */
             double *Ui_S = Ui + n_block;
@@ -369,7 +411,7 @@ DS_TINY_INLINE int ros_step(int n, int n_block, const ds_ros_tableau *tab,
         }
         if (blocks > 1)   /* with the block count a constant too, where it can be */
             DS_WITH_TINY_N(n_block, {
-                solve_blocks(lapack, n_, n / n_ - 1, W, ipiv, inv_diag, Ui + n_);
+                solve_blocks(lapack, n_, n / n_ - 1, W, ipiv, perm, inv_diag, Ui + n_);
                 break;
             });
     }

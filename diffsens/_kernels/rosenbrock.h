@@ -78,6 +78,12 @@ int ds_ros_jacobian(const ds_rhs *rhs, const ds_rhs *jac_rhs, const double *p,
                     double t, const double *y, const double *f0, double *J,
                     double *dfdt, double *scratch, long *nfev, long *njev);
 
+/* dfdt = df/dt (N) of rhs at (t, y), f0 = f(t, y) given: zero for an
+ * autonomous rhs, else a forward difference (scratch: N doubles). */
+int ds_ros_time_derivative(const ds_rhs *rhs, const double *p, double t,
+                           const double *y, const double *f0, double *dfdt,
+                           double *scratch, long *nfev);
+
 /* W = M / (gamma h) - J factored in place (M NULL: identity).  Returns
  * LAPACK's info: 0, or > 0 when W is singular. */
 int ds_ros_factor(const ds_lapack *lapack, int n, double gamma_h,
@@ -91,24 +97,36 @@ void ds_ros_solve_transposed(const ds_lapack *lapack, int n, const double *LU,
 /* Forward sensitivities: the block of the augmented Jacobian that couples
  * the sensitivity rows to the first n states, taken at the step's start so
  * that every stage of a step shares it.  When the system has fewer states
- * than the method stages, ds_ros_step calls prepare once per step to form
- * `block` ((N - n) x n, column-major; n directions) and multiplies by it;
- * otherwise apply differences along each stage's direction u instead
+ * than the method stages (ds_ros_coupling_by_block), the step multiplies by
+ * `block` ((N - n) x n, column-major; n directions), which the caller forms
+ * at the step's start: with prepare, or with evaluate, which also gives the
+ * augmented rhs F and the base Jacobian J there in the same pass (NULL when
+ * the rhs has no second-order pass; the caller then takes F and J apart).
+ * Otherwise the step differences along each stage's direction u with apply
  * (out: N - n values). */
 typedef struct ds_coupling {
     void *ctx;
     const double *block;
     int (*prepare)(void *ctx, double t, const double *Y, const double *F,
                    const double *p);
+    int (*evaluate)(void *ctx, double t, const double *Y, const double *p,
+                    double *F, double *J);
     int (*apply)(void *ctx, double t, const double *Y, const double *F,
                  const double *p, const double *u, double *out);
 } ds_coupling;
+
+/* Whether a step multiplies by the coupling block (else it applies). */
+static inline int ds_ros_coupling_by_block(const ds_ros_tableau *tab, int n_block)
+{
+    return n_block < tab->s;
+}
 
 /* The stages U (s * N), y_new and err (N) of one step of size h; W (n x n)
  * factored and applied to each n-block of the N = rhs->n states.  With a
  * coupling (N > n), each stage solves the y block first, then the other
  * blocks with the coupling term added: the exact augmented Jacobian is block
- * lower triangular with W on its diagonal, so one LU still serves all. */
+ * lower triangular with W on its diagonal, so one LU still serves all.
+ * The coupling block, when the step uses it, must be current at (t, y). */
 int ds_ros_step(const ds_ros_tableau *tab, const ds_rhs *rhs, int n,
                 const ds_coupling *coupling,
                 const ds_lapack *lapack, const double *p, const double *M,

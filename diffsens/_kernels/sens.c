@@ -26,6 +26,7 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
     aug->jvp = NULL;   /* second derivatives: not offered */
     aug->vjp = NULL;
     aug->jac = NULL;
+    aug->jvp2 = NULL;
     aug->autonomous = base->autonomous;
 }
 
@@ -59,12 +60,38 @@ int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
     return 0;
 }
 
+/* The augmented rhs F (N), the base Jacobian J (n x n) and the coupling
+ * block at (t, Y) in one second-order pass: the state directions e_j are
+ * the pass's first set, the sensitivity directions (S, P) its second, so
+ * column j of the block is d/dy_j of the lanes (S, P). */
+static int second_order(const ds_sens_ctx *c, double t, const double *Y,
+                        const double *p, double *F, double *J)
+{
+    const ds_rhs *base = c->base;
+    const int n = base->n;
+    double *ident = c->scratch + 2 * (size_t)n * (1 + c->k);
+    memset(ident, 0, (size_t)n * n * sizeof(double));
+    for (int j = 0; j < n; ++j)
+        ident[(size_t)j * n + j] = 1.0;
+    return base->jvp2(base->ctx, t, Y, p, n, ident, c->k, Y + n, c->p_seed, F, J,
+                      F + n, c->block);
+}
+
+int ds_sens_coupling_evaluate(void *ctx, double t, const double *Y,
+                              const double *p, double *F, double *J)
+{
+    return second_order((const ds_sens_ctx *)ctx, t, Y, p, F, J);
+}
+
 int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
                              const double *F, const double *p)
 {
     ds_sens_ctx *c = (ds_sens_ctx *)ctx;
-    const int n = c->base->n, N = n * (1 + c->k), rows = N - n;
+    const ds_rhs *base = c->base;
+    const int n = base->n, N = n * (1 + c->k), rows = N - n;
     double *Yp = c->scratch, *Fp = c->scratch + N;
+    if (base->jvp2 != NULL)   /* exactly (F and J: scratch) */
+        return second_order(c, t, Y, p, Fp, c->scratch + 2 * (size_t)N + (size_t)n * n);
     double ynorm = 0.0;
     for (int i = 0; i < n; ++i)
         ynorm = fmax(ynorm, fabs(Y[i]));

@@ -28,7 +28,7 @@ typedef struct ds_sens_ctx {
     const ds_rhs *base;     /* must have jvp */
     int k;                  /* sensitivity directions */
     const double *p_seed;   /* m * k, lane-major */
-    double *scratch;        /* 2 n (1 + k): for ds_sens_coupling */
+    double *scratch;        /* 2 n (1 + k) + 2 n^2: for the coupling */
     double *block;          /* n k x n: the coupling block (column-major) */
 } ds_sens_ctx;
 
@@ -45,10 +45,17 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
 int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
                      const double *p, const double *u, double *out);
 
-/* Forms the coupling block (ctx->block) at (t, Y) by n forward differences,
- * one per state direction. */
+/* Forms the coupling block (ctx->block) at (t, Y): exactly, by one
+ * second-order pass when the base rhs has jvp2, else by n forward
+ * differences, one per state direction. */
 int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
                              const double *F, const double *p);
+
+/* The augmented rhs F (n (1 + k)) at (t, Y), the base Jacobian J (n x n,
+ * column-major) and the coupling block, all from one second-order pass of
+ * the base rhs (which must have jvp2). */
+int ds_sens_coupling_evaluate(void *ctx, double t, const double *Y,
+                              const double *p, double *F, double *J);
 
 #ifdef __cplusplus
 }

@@ -571,6 +571,307 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
     vjp_sweep(tape, value_pass_for(tape->n), scratch, t, y, p, w, dy, wy, wp);
 }
 
+/* ---- second order: two sets of directions and their mixed derivatives ----
+ *
+ * Each slot carries its value and a record of W = ka + kb + ka kb numbers:
+ * its derivatives along the ka directions A, along the kb directions B, and
+ * the mixed second derivatives d^2/(dA_a dB_b) (a-major).  An op
+ * x = g(x_1, ..., x_r) gives
+ *     x_A  = sum_i g_i x_i,A          x_B = sum_i g_i x_i,B
+ *     x_AB = sum_i g_i x_i,AB + sum_i sum_l g_il x_i,A x_l,B
+ * so the first sum is one axpy over the whole record per operand, and the
+ * second a rank-one update of the AB block per nonzero second partial g_il.
+ * Runs once per Rosenbrock step of a sensitivity solve (the coupling block
+ * of the augmented Jacobian, exactly), so it is written for clarity: a
+ * switch over the ops rows, no runs. */
+
+/* An op's second partials with respect to its operands a and b (the unary
+ * and binary ops of op_eval; r: op_eval's value and first partials). */
+typedef struct second {
+    double aa, ab, bb;
+} second;
+
+static inline second op_second(int code, double a, double b, int ci, local r)
+{
+    second s = {0.0, 0.0, 0.0};
+    switch (code) {
+    case DS_OP_MUL: s.ab = 1.0; break;
+    case DS_OP_EXP: case DS_OP_SINH: case DS_OP_COSH: s.aa = r.v; break;
+    case DS_OP_DIV: s.ab = -1.0 / (b * b); s.bb = 2.0 * r.v / (b * b); break;
+    case DS_OP_POW:   /* the first partials' conventions: none in b for a <= 0 */
+        s.aa = b == 0.0 || b == 1.0 ? 0.0 : b * (b - 1.0) * pow(a, b - 2.0);
+        if (a > 0.0) {
+            const double la = log(a);
+            s.ab = pow(a, b - 1.0) * (1.0 + b * la);
+            s.bb = r.v * la * la;
+        }
+        break;
+    case DS_OP_POWI:
+        s.aa = ci == 0 || ci == 1 ? 0.0 : (double)ci * (ci - 1) * powi(a, ci - 2);
+        break;
+    case DS_OP_EXPM1: s.aa = r.ca; break;
+    case DS_OP_LOG: s.aa = -1.0 / (a * a); break;
+    case DS_OP_LOG1P: s.aa = -r.ca * r.ca; break;
+    case DS_OP_SQRT: s.aa = -0.5 * r.ca / a; break;
+    case DS_OP_SIN: case DS_OP_COS: s.aa = -r.v; break;
+    case DS_OP_TAN: s.aa = 2.0 * r.v * r.ca; break;
+    case DS_OP_TANH: s.aa = -2.0 * r.v * r.ca; break;
+    case DS_OP_ARCTAN: s.aa = -2.0 * a * r.ca * r.ca; break;
+    case DS_OP_ARCSIN: case DS_OP_ARCCOS: s.aa = a * r.ca * r.ca * r.ca; break;
+    case DS_OP_SQUARE: s.aa = 2.0; break;
+    default: break;   /* linear, piecewise linear, or constant */
+    }
+    return s;
+}
+
+/* out = ca xa + cb xb over a whole record (xb NULL: the first term only).
+ * A zero partial adds nothing, and an infinite one nothing along zero lanes
+ * (the jvp's conventions). */
+DS_INLINE void record_lin(int W, double ca, const double *xa, double cb,
+                          const double *xb, double *out)
+{
+    if (xb == NULL)
+        cb = 0.0;
+    if (isfinite(ca) && isfinite(cb)) {
+        if (cb == 0.0)
+            for (int w = 0; w < W; ++w)
+                out[w] = ca == 0.0 ? 0.0 : ca * xa[w];
+        else if (ca == 0.0)
+            for (int w = 0; w < W; ++w)
+                out[w] = cb * xb[w];
+        else
+            for (int w = 0; w < W; ++w)
+                out[w] = ca * xa[w] + cb * xb[w];
+        return;
+    }
+    for (int w = 0; w < W; ++w) {
+        double sum = 0.0;
+        if (ca != 0.0 && xa[w] != 0.0)
+            sum += ca * xa[w];
+        if (cb != 0.0 && xb[w] != 0.0)
+            sum += cb * xb[w];
+        out[w] = sum;
+    }
+}
+
+/* out += c x over a whole record, with record_lin's conventions. */
+DS_INLINE void record_axpy(int W, double c, const double *x, double *out)
+{
+    if (c == 0.0)
+        return;
+    if (isfinite(c)) {
+        for (int w = 0; w < W; ++w)
+            out[w] += c * x[w];
+    } else {
+        for (int w = 0; w < W; ++w)
+            if (x[w] != 0.0)
+                out[w] += c * x[w];
+    }
+}
+
+/* out_AB += g (xi_A xl_B^T + xl_A xi_B^T) (ka x kb, a-major): the
+ * symmetric pair of a second partial g_il = g_li of two operands (i = l:
+ * pass g / 2 ... or call with xi = xl, which doubles it as wanted). */
+DS_INLINE void record_cross(int ka, int kb, double g, const double *xi,
+                            const double *xl, double *out)
+{
+    if (g == 0.0)
+        return;
+    const double *ib = xi + ka, *lb = xl + ka;
+    double *ab = out + ka + kb;
+    if (isfinite(g)) {
+        for (int a = 0; a < ka; ++a) {
+            const double gi = g * xi[a], gl = g * xl[a];
+            for (int b = 0; b < kb; ++b)
+                ab[(size_t)a * kb + b] += gi * lb[b] + gl * ib[b];
+        }
+        return;
+    }
+    for (int a = 0; a < ka; ++a)
+        for (int b = 0; b < kb; ++b) {
+            if (xi[a] != 0.0 && lb[b] != 0.0)
+                ab[(size_t)a * kb + b] += g * xi[a] * lb[b];
+            if (xl[a] != 0.0 && ib[b] != 0.0)
+                ab[(size_t)a * kb + b] += g * xl[a] * ib[b];
+        }
+}
+
+/* A whole second-order pass, with the lane counts as parameters so that
+ * small ones compile as constants (ds_tape_jvp2). */
+DS_INLINE void jvp2_pass(const ds_tape *tape, double *v, double *rec, double t,
+                         const double *y, const double *p, int ka, const double *ya,
+                         int kb, const double *yb, const double *pb, double *f,
+                         double *fa, double *fb, double *fab)
+{
+    const int n = tape->n, m = tape->m, W = ka + kb + ka * kb;
+    const int first = first_op_slot(tape);
+    const int32_t *ls = tape->lc_slot;
+#define REC(slot) (rec + (size_t)(slot) * W)
+    /* the inputs: t and the constants have no derivatives; y moves along A
+     * and B, p along B */
+    memset(rec, 0, (size_t)first * W * sizeof(double));
+    v[0] = t;
+    for (int i = 0; i < n; ++i) {
+        double *r = REC(1 + i);
+        v[1 + i] = y[i];
+        if (ya)
+            for (int a = 0; a < ka; ++a)
+                r[a] = ya[(size_t)a * n + i];
+        if (yb)
+            for (int b = 0; b < kb; ++b)
+                r[ka + b] = yb[(size_t)b * n + i];
+    }
+    for (int i = 0; i < m; ++i) {
+        v[1 + n + i] = p[i];
+        if (pb)
+            for (int b = 0; b < kb; ++b)
+                REC(1 + n + i)[ka + b] = pb[(size_t)b * m + i];
+    }
+    load_consts(tape, v);
+
+    const int32_t *op = tape->ops;
+    for (int s = first; op[0] != DS_OP_COUNT; op += 4, ++s) {
+        double *out = REC(s);
+        switch (op[0]) {
+        case DS_OP_ADD:
+            v[s] = v[op[1]] + v[op[2]];
+            for (int w = 0; w < W; ++w)
+                out[w] = REC(op[1])[w] + REC(op[2])[w];
+            break;
+        case DS_OP_SUB:
+            v[s] = v[op[1]] - v[op[2]];
+            for (int w = 0; w < W; ++w)
+                out[w] = REC(op[1])[w] - REC(op[2])[w];
+            break;
+        case DS_OP_MUL: {
+            const double va = v[op[1]], vb = v[op[2]];
+            v[s] = va * vb;
+            record_lin(W, vb, REC(op[1]), va, REC(op[2]), out);
+            record_cross(ka, kb, 1.0, REC(op[1]), REC(op[2]), out);
+            break;
+        }
+        case DS_OP_PROD3: {
+            const double x0 = v[op[1]], x1 = v[op[2]], x2 = v[op[3]];
+            const double *r0 = REC(op[1]), *r1 = REC(op[2]), *r2 = REC(op[3]);
+            v[s] = x0 * x1 * x2;
+            record_lin(W, x1 * x2, r0, x0 * x2, r1, out);
+            record_axpy(W, x0 * x1, r2, out);
+            record_cross(ka, kb, x2, r0, r1, out);
+            record_cross(ka, kb, x1, r0, r2, out);
+            record_cross(ka, kb, x0, r1, r2, out);
+            break;
+        }
+        case DS_OP_SUM: {
+            double plus = 0.0, minus = 0.0;
+            memset(out, 0, (size_t)W * sizeof(double));
+            for (int j = op[1]; j < op[2]; ++j) {
+                plus += v[ls[j]];
+                for (int w = 0; w < W; ++w)
+                    out[w] += REC(ls[j])[w];
+            }
+            for (int j = op[2]; j < op[3]; ++j) {
+                minus += v[ls[j]];
+                for (int w = 0; w < W; ++w)
+                    out[w] -= REC(ls[j])[w];
+            }
+            v[s] = plus - minus;
+            break;
+        }
+        case DS_OP_LINCOMB: {
+            double acc = 0.0;
+            memset(out, 0, (size_t)W * sizeof(double));
+            for (int j = op[2]; j < op[3]; ++j) {
+                const double w = tape->lc_weight[j];
+                acc += w * v[ls[j]];
+                record_axpy(W, w, REC(ls[j]), out);
+            }
+            v[s] = acc;
+            break;
+        }
+        case DS_OP_PROD: {
+            const int32_t *fs = ls + op[2];
+            const int nf = op[3] - op[2];
+            double prod = 1.0;
+            for (int i = 0; i < nf; ++i)
+                prod *= v[fs[i]];
+            v[s] = prod;
+            memset(out, 0, (size_t)W * sizeof(double));
+            /* g_i: the product of the other factors; g_il: of all but two
+             * (no divisions: a factor may be zero) */
+            for (int i = 0; i < nf; ++i) {
+                double gi = 1.0;
+                for (int q = 0; q < nf; ++q)
+                    if (q != i)
+                        gi *= v[fs[q]];
+                record_axpy(W, gi, REC(fs[i]), out);
+                for (int l = i + 1; l < nf; ++l) {
+                    double gil = 1.0;
+                    for (int q = 0; q < nf; ++q)
+                        if (q != i && q != l)
+                            gil *= v[fs[q]];
+                    record_cross(ka, kb, gil, REC(fs[i]), REC(fs[l]), out);
+                }
+            }
+            break;
+        }
+        default: {
+            const int code = op[0];
+            const int two = reads_b_slot(code);
+            const local r = row_partials(op, v);
+            v[s] = r.v;
+            if (code == DS_OP_SELECT) {   /* the chosen branch's derivatives */
+                memcpy(out, REC(r.cb != 0.0 ? op[2] : op[3]), (size_t)W * sizeof(double));
+                break;
+            }
+            const double *xa = REC(op[1]), *xb = two ? REC(op[2]) : NULL;
+            const second g = op_second(code, v[op[1]], two ? v[op[2]] : 0.0,
+                                       code == DS_OP_POWI ? op[2] : 0, r);
+            record_lin(W, r.ca, xa, r.cb, xb, out);
+            /* (the pair (a, a) once: record_cross adds it twice) */
+            record_cross(ka, kb, 0.5 * g.aa, xa, xa, out);
+            if (two) {
+                record_cross(ka, kb, g.ab, xa, xb, out);
+                record_cross(ka, kb, 0.5 * g.bb, xb, xb, out);
+            }
+            break;
+        }
+        }
+    }
+    for (int q = 0; q < n; ++q) {
+        const int o = tape->outputs[q];
+        const double *r = REC(o);
+        f[q] = v[o];
+        for (int a = 0; a < ka; ++a)
+            fa[(size_t)a * n + q] = r[a];
+        for (int b = 0; b < kb; ++b)
+            fb[(size_t)b * n + q] = r[ka + b];
+        for (int ab = 0; ab < ka * kb; ++ab)
+            fab[(size_t)ab * n + q] = r[ka + kb + ab];
+    }
+#undef REC
+}
+
+size_t ds_tape_jvp2_scratch(const ds_tape *tape, int ka, int kb)
+{
+    return (size_t)slot_count(tape) * (size_t)(1 + ka + kb + ka * kb);
+}
+
+void ds_tape_jvp2(const ds_tape *tape, double *scratch, double t, const double *y,
+                  const double *p, int ka, const double *ya, int kb, const double *yb,
+                  const double *pb, double *f, double *fa, double *fb, double *fab)
+{
+    double *v = scratch, *rec = scratch + slot_count(tape);
+#define PASS(KA, KB) jvp2_pass(tape, v, rec, t, y, p, KA, ya, KB, yb, pb, f, fa, fb, fab)
+    /* constant lane counts for a tiny system's sensitivities (n = k: the
+     * common case of as many parameters as states) */
+    if (ka == kb && ka <= 4) {
+        DS_WITH_TINY_N(ka, PASS(n_, n_); break);
+    } else {
+        PASS(ka, kb);
+    }
+#undef PASS
+}
+
 /* ---- the ds_rhs vtable over a tape ---- */
 
 static int tape_f(void *ctx, double t, const double *y, const double *p,
@@ -612,19 +913,36 @@ static int tape_vjp(void *ctx, double t, const double *y, const double *p,
     return 0;
 }
 
-size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max)
+static int tape_jvp2(void *ctx, double t, const double *y, const double *p, int ka,
+                     const double *ya, int kb, const double *yb, const double *pb,
+                     double *dy, double *fa, double *fb, double *fab)
 {
-    const size_t jvp = ds_tape_jvp_scratch(tape, k_max);
+    ds_tape_ctx *c = (ds_tape_ctx *)ctx;
+    if (ka > c->tape->n || kb > c->k2_max)
+        return 1;   /* the caller sized the scratch for fewer lanes */
+    ds_tape_jvp2(c->tape, c->scratch, t, y, p, ka, ya, kb, yb, pb, dy, fa, fb, fab);
+    /* the values of p and the constants are in place; the jvp's lanes are not */
+    c->p_loaded = p;
+    c->k_loaded = -1;
+    return 0;
+}
+
+size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max, int k2_max)
+{
+    size_t size = ds_tape_jvp_scratch(tape, k_max);
     const size_t vjp = ds_tape_vjp_scratch(tape);
-    return jvp > vjp ? jvp : vjp;
+    const size_t jvp2 = k2_max > 0 ? ds_tape_jvp2_scratch(tape, tape->n, k2_max) : 0;
+    size = vjp > size ? vjp : size;
+    return jvp2 > size ? jvp2 : size;
 }
 
 void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
-                      double *scratch, int k_max)
+                      double *scratch, int k_max, int k2_max)
 {
     ctx->tape = tape;
     ctx->scratch = scratch;
     ctx->k_max = k_max;
+    ctx->k2_max = k2_max;
     ctx->p_loaded = NULL;
     ctx->pd_loaded = NULL;
     ctx->k_loaded = 0;
@@ -637,5 +955,6 @@ void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
     rhs->jvp = tape_jvp;
     rhs->vjp = tape_vjp;
     rhs->jac = NULL;
+    rhs->jvp2 = k2_max > 0 ? tape_jvp2 : NULL;
     rhs->autonomous = 0;   /* the Cython layer knows from the program */
 }

@@ -126,6 +126,7 @@ int ds_tape_slot_count(const ds_tape *tape);
 size_t ds_tape_value_scratch(const ds_tape *tape);
 size_t ds_tape_jvp_scratch(const ds_tape *tape, int k);
 size_t ds_tape_vjp_scratch(const ds_tape *tape);
+size_t ds_tape_jvp2_scratch(const ds_tape *tape, int ka, int kb);
 
 /* dy = f(t, y, p). */
 void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
@@ -141,6 +142,13 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
 void ds_tape_jvp(const ds_tape *tape, double *scratch, double t,
                  const double *y, const double *p, int k, const double *yd,
                  const double *pd, double *dy, double *dyd);
+
+/* Second order (ds_jvp2_fn in rhs.h): dy = f, its lanes along ka directions
+ * ya in y and kb directions (yb, pb) in (y, p), and their mixed second
+ * derivatives fab.  ya, yb, pb may be NULL (zero seeds). */
+void ds_tape_jvp2(const ds_tape *tape, double *scratch, double t, const double *y,
+                  const double *p, int ka, const double *ya, int kb, const double *yb,
+                  const double *pb, double *dy, double *fa, double *fb, double *fab);
 
 /* dy = f, wy = w^T J_y (n), wp = w^T J_p (m; may be NULL). */
 void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
@@ -161,15 +169,16 @@ typedef struct ds_tape_ctx {
     const ds_tape *tape;
     double *scratch;
     int k_max;              /* widest jvp the scratch was sized for */
+    int k2_max;             /* widest B of a jvp2 with n A directions (0: none) */
     const double *p_loaded; /* the p whose values the scratch holds */
     const double *pd_loaded;/* the jvp seeds of p the scratch holds */
     int k_loaded;           /* ... for this many lanes */
     ds_tape_value_fn value; /* the value pass compiled for this tape's n */
 } ds_tape_ctx;
 
-size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max);
+size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max, int k2_max);
 void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
-                      double *scratch, int k_max);
+                      double *scratch, int k_max, int k2_max);
 
 #ifdef __cplusplus
 }
