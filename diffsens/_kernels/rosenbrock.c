@@ -272,14 +272,16 @@ DS_TINY_INLINE void add_coupling(int n, int rows, const double *B, const double 
 
 /* sa += sum_{a_from<=j<i} a_j U_j and sc = sum_{j<i} (c_j / h) U_j in one
  * pass over the earlier stages, each sum in the stages' order (sa starts
- * from zero unless keep_sa); returns whether any c_j is nonzero. */
+ * from zero unless keep_sa; a_from >= i: no sa, which may be NULL);
+ * returns whether any c_j is nonzero. */
 DS_TINY_INLINE int stage_sums_into(int n, int i, int a_from, int keep_sa, int blocks,
                                    const double *U, const double *a, const double *c,
                                    double h, double *sa, double *sc)
 {
     int any_c = 0;
+    const int with_a = a_from < i;
     for (int q = 0; q < n; ++q) {
-        if (!keep_sa)
+        if (with_a && !keep_sa)
             sa[q] = 0.0;
         sc[q] = 0.0;
     }
@@ -288,7 +290,7 @@ DS_TINY_INLINE int stage_sums_into(int n, int i, int a_from, int keep_sa, int bl
         const double *Uj = U + (size_t)j * n;
 #define A_TERM(AT) (AT(sa) + aj * AT(Uj))
 #define C_TERM(AT) (AT(sc) + cj * AT(Uj))
-        if (j >= a_from && aj != 0.0)
+        if (with_a && j >= a_from && aj != 0.0)
             ROS_FOR(n, sa, A_TERM);
         if (cj != 0.0) {
             any_c = 1;
@@ -310,6 +312,26 @@ DS_TINY_INLINE int stage_sums(int n, int i, int a_from, int blocks, const double
                               const double *base, double *ysum, double *csum)
 {
     int any_c;
+    if (a_from == i - 1) {
+        /* one increment, onto base directly: the same sum in one pass, not
+         * three (measured: 3% of a ROBER sensitivity solve) */
+        const double ai = a[i - 1];
+        const double *Ul = U + (size_t)(i - 1) * n;
+#define BASE_PLUS_A(AT) (AT(base) + ai * AT(Ul))
+        if (ai != 0.0)
+            ROS_FOR(n, ysum, BASE_PLUS_A);
+        else if (ysum != base)
+            memcpy(ysum, base, (size_t)n * sizeof(double));
+        if (n <= DS_ROS_SMALL) {
+            double sc[DS_ROS_SMALL];
+            any_c = stage_sums_into(n, i, i, 0, blocks, U, a, c, h, NULL, sc);
+#define SC(AT) (AT(sc))
+            ROS_FOR(n, csum, SC);
+        } else {
+            any_c = stage_sums_into(n, i, i, 0, blocks, U, a, c, h, NULL, csum);
+        }
+        return any_c;
+    }
     if (n <= DS_ROS_SMALL) {
         double sa[DS_ROS_SMALL], sc[DS_ROS_SMALL];
         any_c = stage_sums_into(n, i, a_from, 0, blocks, U, a, c, h, sa, sc);
