@@ -756,6 +756,8 @@ def test_second_order_pass_bad_directions():
         fn.jvp2(0.0, np.ones(2), np.ones(1), np.eye(3), np.ones((2, 1)))
     with pytest.raises(ValueError, match="`yb` must have shape"):
         fn.jvp2(0.0, np.ones(2), np.ones(1), np.eye(2), np.ones(2))
+    with pytest.raises(ValueError, match="`pb` must have shape"):
+        fn.jvp2(0.0, np.ones(2), np.ones(1), np.eye(2), np.ones((2, 1)), np.ones((2, 1)))
 
 
 def _fd_points(spec, t, y, p, yd, pd, h):

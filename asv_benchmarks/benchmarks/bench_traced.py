@@ -50,3 +50,9 @@ class TapeEvaluation:
 
     def time_tape_vjp(self):
         self.rhs.vjp(0.0, self.Y[0], self.prob.p, self.Y[1])
+
+    def time_tape_second_order(self):
+        # the stiff sensitivities' pass: all n state directions against 3
+        # sensitivity directions, and their mixed second derivatives
+        self.rhs.function.jvp2(0.0, self.Y[0], self.prob.p, np.eye(self.prob.n),
+                               self.Y[1:4].T)

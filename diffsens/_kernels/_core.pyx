@@ -412,6 +412,9 @@ cdef class TapeFunction:
             raise ValueError(f"`ya` must have shape ({self.n}, ka); got {ya2.shape}.")
         if yb2.ndim != 2 or yb2.shape[0] != self.n:
             raise ValueError(f"`yb` must have shape ({self.n}, kb); got {yb2.shape}.")
+        if pb is not None and np.shape(pb) != (self.m, yb2.shape[1]):
+            raise ValueError(f"`pb` must have shape ({self.m}, {yb2.shape[1]}) like `yb`; "
+                             f"got {np.shape(pb)}.")
         cdef int ka = ya2.shape[1], kb = yb2.shape[1]
         yal = _lanes(ya2, self.n, ka, "ya")
         ybl = _lanes(yb2, self.n, kb, "yb")

@@ -60,13 +60,13 @@ int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
     return 0;
 }
 
-/* The augmented rhs F (N), the base Jacobian J (n x n) and the coupling
- * block at (t, Y) in one second-order pass: the state directions e_j are
- * the pass's first set, the sensitivity directions (S, P) its second, so
- * column j of the block is d/dy_j of the lanes (S, P). */
-static int second_order(const ds_sens_ctx *c, double t, const double *Y,
-                        const double *p, double *F, double *J)
+/* The state directions e_j are the pass's first set, the sensitivity
+ * directions (S, P) its second, so column j of the block is d/dy_j of the
+ * lanes (S, P). */
+int ds_sens_coupling_evaluate(void *ctx, double t, const double *Y,
+                              const double *p, double *F, double *J)
 {
+    const ds_sens_ctx *c = (const ds_sens_ctx *)ctx;
     const ds_rhs *base = c->base;
     const int n = base->n;
     double *ident = c->scratch + 2 * (size_t)n * (1 + c->k);
@@ -77,12 +77,6 @@ static int second_order(const ds_sens_ctx *c, double t, const double *Y,
                       F + n, c->block);
 }
 
-int ds_sens_coupling_evaluate(void *ctx, double t, const double *Y,
-                              const double *p, double *F, double *J)
-{
-    return second_order((const ds_sens_ctx *)ctx, t, Y, p, F, J);
-}
-
 int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
                              const double *F, const double *p)
 {
@@ -91,7 +85,8 @@ int ds_sens_coupling_prepare(void *ctx, double t, const double *Y,
     const int n = base->n, N = n * (1 + c->k), rows = N - n;
     double *Yp = c->scratch, *Fp = c->scratch + N;
     if (base->jvp2 != NULL)   /* exactly (F and J: scratch) */
-        return second_order(c, t, Y, p, Fp, c->scratch + 2 * (size_t)N + (size_t)n * n);
+        return ds_sens_coupling_evaluate(ctx, t, Y, p, Fp,
+                                         c->scratch + 2 * (size_t)N + (size_t)n * n);
     double ynorm = 0.0;
     for (int i = 0; i < n; ++i)
         ynorm = fmax(ynorm, fabs(Y[i]));

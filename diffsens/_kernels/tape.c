@@ -669,9 +669,9 @@ DS_INLINE void record_axpy(int W, double c, const double *x, double *out)
     }
 }
 
-/* out_AB += g (xi_A xl_B^T + xl_A xi_B^T) (ka x kb, a-major): the
- * symmetric pair of a second partial g_il = g_li of two operands (i = l:
- * pass g / 2 ... or call with xi = xl, which doubles it as wanted). */
+/* out_AB += g (xi_A xl_B^T + xl_A xi_B^T) (ka x kb, a-major): both terms
+ * of a second partial g_il = g_li of two operands i != l.  For i = l the
+ * one term g_ii xi_A xi_B^T is this with xi = xl and g = g_ii / 2. */
 DS_INLINE void record_cross(int ka, int kb, double g, const double *xi,
                             const double *xl, double *out)
 {
