@@ -7,7 +7,8 @@ the cost for right-hand sides made of many small products and sums
 
 * chains of products ``(a * b) * c`` whose inner product has no other use
   become one PROD op, and linear combinations with unit weights become SUM
-  ops (no weights to load): fewer ops to dispatch;
+  ops (no weights to load; each term list ends with a mark, so a short
+  list costs no loop bounds): fewer ops to dispatch;
 * ops are grouped by dependency level and kind into blocks, the program
   format the C side checks and keeps; it runs them op by op in that order
   (``ds_tape_linearize``), with threaded dispatch.
@@ -24,6 +25,7 @@ __all__ = ["Program", "schedule"]
 
 # Scheduler-only op codes (tape.h): the tracer never records these.
 SUM, PROD = 33, 34
+SUM_END = -1   # DS_SUM_END in tape.h: ends a SUM's plus list and its minus list
 PROD_MAX = 8   # DS_PROD_MAX in tape.h
 
 _UNARY = {Op.NEG, Op.ABS, Op.EXP, Op.LOG, Op.LOG1P, Op.EXPM1, Op.SQRT, Op.SIN,
@@ -153,20 +155,19 @@ def schedule(tape):
             stop += 1
         members = [fused[live[k]] for k in order[start:stop]]
         code = int(key[1])
-        if code in (Op.LINCOMB, PROD):
+        if code in (Op.LINCOMB, PROD, SUM):
             offsets = [len(lc_slots)]
             for _, operands, weights in members:
-                lc_slots.extend(renamed(operands))
-                lc_weights.extend(weights if weights is not None else [1.0] * len(operands))
+                if code == SUM:
+                    # plus terms, -1, minus terms, -1: the interpreter walks
+                    # a list to its end mark (no bounds to set up per list)
+                    plus, minus = operands
+                    listed = renamed(plus) + [SUM_END] + renamed(minus) + [SUM_END]
+                else:
+                    listed = renamed(operands)
+                lc_slots.extend(listed)
+                lc_weights.extend(weights if weights is not None else [1.0] * len(listed))
                 offsets.append(len(lc_slots))
-            block_args = [offsets]
-        elif code == SUM:
-            offsets = [len(lc_slots)]
-            for _, (plus, minus), _ in members:
-                for part in (plus, minus):
-                    lc_slots.extend(renamed(part))
-                    lc_weights.extend([1.0] * len(part))
-                    offsets.append(len(lc_slots))
             block_args = [offsets]
         elif code == Op.POWI:
             block_args = [[new_slot[ops[0]] for _, ops, _ in members],

@@ -21,6 +21,7 @@ cancel.
 """
 
 import concurrent.futures
+import dataclasses
 import math
 
 import numpy as np
@@ -30,6 +31,7 @@ from hypothesis import strategies as st
 
 import diffsens
 from diffsens import problems
+from diffsens._kernels import _core
 
 EPS = np.finfo(float).eps
 
@@ -1176,3 +1178,54 @@ def test_concurrent_solves_match_sequential():
         np.testing.assert_array_equal(a.y, b.y)
     # the two parameter sets really gave different trajectories
     assert not np.array_equal(sequential[0].y, sequential[1].y)
+
+
+# ---------------------------------------------------------------------------
+# The program check: the C interpreter follows no index it was not shown
+# ---------------------------------------------------------------------------
+
+
+def _pollu_program():
+    prob = problems.get("pollu")
+    return diffsens.trace(prob.fun, prob.y0, prob.p).function.tape
+
+
+def _with(program, **arrays):
+    return dataclasses.replace(program, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def test_program_check_accepts_the_scheduler_output():
+    program = _pollu_program()
+    assert program.blocks[:, 0].tolist().count(33) >= 1      # it has SUMs to check
+    _core.TapeFunction(_with(program))
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    # a SUM list's end mark replaced by a slot: the walk would run on
+    (lambda ls, end: np.where(np.arange(ls.size) == end, 1, ls), "end with -1"),
+    # a third end mark inside a list
+    (lambda ls, end: np.where(np.arange(ls.size) == end - 2, -1, ls), "end with -1"),
+    # an operand slot not computed yet
+    (lambda ls, end: np.where(np.arange(ls.size) == end - 2, 10 ** 6, ls), "not computed"),
+])
+def test_program_check_refuses_a_broken_sum_list(corrupt, message):
+    program = _pollu_program()
+    blocks = program.blocks
+    sums = [(count, first) for code, count, first in blocks if code == 33]
+    count, first = sums[0]
+    end = int(program.args[first + 1]) - 1     # the first op's closing end mark
+    assert program.lc_slot[end] == -1 and program.lc_slot[end - 2] != -1
+    with pytest.raises(ValueError, match=message):
+        _core.TapeFunction(_with(program, lc_slot=corrupt(program.lc_slot, end)))
+
+
+def test_program_check_refuses_bad_blocks_and_outputs():
+    program = _pollu_program()
+    bad_code = program.blocks.copy()
+    bad_code[0, 0] = 99
+    with pytest.raises(ValueError, match="bad block"):
+        _core.TapeFunction(_with(program, blocks=bad_code))
+    with pytest.raises(ValueError, match="bad outputs"):
+        _core.TapeFunction(_with(program, outputs=program.outputs[:-1]))
+    with pytest.raises(ValueError, match="n_ops"):
+        _core.TapeFunction(dataclasses.replace(program, n_ops=program.n_ops + 1))

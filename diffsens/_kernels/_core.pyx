@@ -466,6 +466,7 @@ _ONE_OPERAND = frozenset((4, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
                           20, 21, 32))
 # (codes from DS_OP_PROD3 on are made by ds_tape_linearize, never in blocks)
 _SELECT, _POWI, _LINCOMB, _SUM, _PROD, _N_CODES = 28, 6, 31, 33, 34, 35
+_SUM_END = -1
 _PROD_MAX = 8
 
 
@@ -481,10 +482,8 @@ def _check_program(program):
     for code, count, first in blocks:
         if not 0 <= code < _N_CODES or count < 1:
             raise ValueError(f"tape program: bad block ({code}, {count})")
-        if code in (_LINCOMB, _PROD):
+        if code in (_LINCOMB, _PROD, _SUM):
             width = count + 1
-        elif code == _SUM:
-            width = 2 * count + 1
         else:
             width = count * (1 if code in _ONE_OPERAND else 3 if code == _SELECT else 2)
         if first < 0 or first + width > args.shape[0]:
@@ -498,6 +497,13 @@ def _check_program(program):
                                   or np.diff(operands).max() > _PROD_MAX):
                 raise ValueError("tape program: bad PROD size")
             operands = lc_slot[operands[0]:operands[-1]]
+            if code == _SUM:
+                # each op's list: plus slots, end mark, minus slots, end mark
+                ends = np.flatnonzero(operands == _SUM_END)
+                starts = args[first:first + width] - args[first]
+                if (ends.size != 2 * count or not np.array_equal(ends[1::2] + 1, starts[1:])):
+                    raise ValueError("tape program: a SUM's lists must each end with -1")
+                operands = np.delete(operands, ends)
         elif code == _POWI:
             operands = operands[:count]
         if operands.size and (operands.min() < 0 or operands.max() >= slot):

@@ -217,9 +217,7 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
                 ops[3] = B.a[i + 1];
                 break;
             case DS_OP_SUM:
-                ops[1] = B.a[2 * i];
-                ops[2] = B.a[2 * i + 1];
-                ops[3] = B.a[2 * i + 2];
+                ops[1] = B.a[i];
                 break;
             case DS_OP_SELECT:
                 ops[3] = B.c[i];
@@ -496,10 +494,11 @@ static void reverse_ops(const ds_tape *tape, const double *v, double *adj)
             adj[ls[j]] += tape->lc_weight[j] * gv;
     } NEXT;
     OP(SUM) RUN_OF(SUM) {
-        for (int j = op[1]; j < op[2]; ++j)
-            adj[ls[j]] += gv;
-        for (int j = op[2]; j < op[3]; ++j)
-            adj[ls[j]] -= gv;
+        const int32_t *term = ls + op[1];
+        for (int s = *term; s != DS_SUM_END; s = *++term)
+            adj[s] += gv;
+        for (int s = *++term; s != DS_SUM_END; s = *++term)
+            adj[s] -= gv;
     } END_RUN(SUM);
     OP(PROD3) RUN_OF(PROD3) {
         if (gv != 0.0) {
@@ -762,17 +761,18 @@ DS_INLINE void jvp2_pass(const ds_tape *tape, double *v, double *rec, double t,
             break;
         }
         case DS_OP_SUM: {
+            const int32_t *term = ls + op[1];
             double plus = 0.0, minus = 0.0;
             memset(out, 0, (size_t)W * sizeof(double));
-            for (int j = op[1]; j < op[2]; ++j) {
-                plus += v[ls[j]];
+            for (int a = *term; a != DS_SUM_END; a = *++term) {
+                plus += v[a];
                 for (int w = 0; w < W; ++w)
-                    out[w] += REC(ls[j])[w];
+                    out[w] += REC(a)[w];
             }
-            for (int j = op[2]; j < op[3]; ++j) {
-                minus += v[ls[j]];
+            for (int a = *++term; a != DS_SUM_END; a = *++term) {
+                minus += v[a];
                 for (int w = 0; w < W; ++w)
-                    out[w] -= REC(ls[j])[w];
+                    out[w] -= REC(a)[w];
             }
             v[s] = plus - minus;
             break;

@@ -22,8 +22,10 @@
  *   POWI       a[count], exponent[count]     (integer exponents)
  *   LINCOMB    off[count + 1]: op i = sum of lc_weight[j] * slot[lc_slot[j]]
  *              for j in [off[i], off[i + 1])
- *   SUM        off[2 count + 1]: op i = sum of slot[lc_slot[j]] for j in
- *              [off[2i], off[2i+1]) minus those for j in [off[2i+1], off[2i+2])
+ *   SUM        off[count + 1]: op i's list lc_slot[off[i] .. off[i + 1]) is
+ *              its plus slots, DS_SUM_END, its minus slots, DS_SUM_END;
+ *              op i = (sum of the plus slots) - (sum of the minus slots),
+ *              each summed left to right
  *   PROD       off[count + 1]: op i = product of slot[lc_slot[j]] over
  *              [off[i], off[i + 1]), left to right (at most DS_PROD_MAX)
  * SUM and PROD are made by the scheduler (a LINCOMB with unit weights, a
@@ -36,7 +38,7 @@
  * small tape, whose blocks hold an op or two, entering a block costs more
  * than its loop saves.  Rows read like a block's operands: a, b, c slots
  * (POWI: b the exponent); LINCOMB and PROD: terms [b, c) of lc_slot; SUM:
- * plus terms [a, b), minus terms [b, c); PROD3 (a PROD of three factors, the
+ * its list from lc_slot[a] (b, c unused); PROD3 (a PROD of three factors, the
  * k y_a y_b of mass action): its factors a, b, c, without lc_slot.
  *
  * Three evaluations share the program:
@@ -98,6 +100,7 @@ enum ds_op_code {
 };
 
 #define DS_PROD_MAX 8       /* factors in one PROD op */
+#define DS_SUM_END (-1)     /* ends each of a SUM's two lists of slots */
 
 typedef struct ds_tape {
     int n, m;               /* states, parameters */
