@@ -3,6 +3,7 @@ errors against the right reference, failures reported, the table printed."""
 import io
 
 import numpy as np
+import pytest
 
 from diffsens.bench import Case, print_table, run_case
 
@@ -46,3 +47,21 @@ def test_ratios_below_ten_keep_two_decimals():
     print_table([row, dict(row, ratio=123.4)], file=out)
     text = out.getvalue()
     assert "0.40x" in text and "123.4x" in text
+
+
+def test_hand_written_pollu_is_the_problem_it_measures_against():
+    """The tape-cost benchmark's yardstick: the hand-written C POLLU equals
+    the problem's NumPy right-hand side, called or bound."""
+    from diffsens import problems
+    from diffsens._bench_native import compiled_pollu
+    hand = compiled_pollu()
+    if hand is None:
+        pytest.skip("no C compiler for the hand-written reference")
+    pollu = problems.get("pollu")
+    Y = np.random.default_rng(3).random((5, pollu.n))
+    expected = np.array([pollu.fun(0.0, y, pollu.p) for y in Y])
+    np.testing.assert_allclose(hand(Y, pollu.p), expected, rtol=1e-14, atol=1e-14 * np.abs(expected).max())
+    bound = hand.bound(Y, pollu.p)
+    np.testing.assert_array_equal(bound(), hand(Y, pollu.p))
+    with pytest.raises(ValueError, match="shape"):
+        hand.bound(Y[:, :-1], pollu.p)
