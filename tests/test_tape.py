@@ -1211,8 +1211,7 @@ def test_program_check_accepts_the_scheduler_output():
 def test_program_check_refuses_a_broken_sum_list(corrupt, message):
     program = _pollu_program()
     blocks = program.blocks
-    sums = [(count, first) for code, count, first in blocks if code == 33]
-    count, first = sums[0]
+    first = next(first for code, _, first in blocks if code == 33)
     end = int(program.args[first + 1]) - 1     # the first op's closing end mark
     assert program.lc_slot[end] == -1 and program.lc_slot[end - 2] != -1
     with pytest.raises(ValueError, match=message):

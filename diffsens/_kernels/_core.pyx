@@ -496,12 +496,13 @@ def _check_program(program):
             if code == _PROD and (np.diff(operands).min() < 1
                                   or np.diff(operands).max() > _PROD_MAX):
                 raise ValueError("tape program: bad PROD size")
-            operands = lc_slot[operands[0]:operands[-1]]
+            offsets = operands
+            operands = lc_slot[offsets[0]:offsets[-1]]
             if code == _SUM:
                 # each op's list: plus slots, end mark, minus slots, end mark
                 ends = np.flatnonzero(operands == _SUM_END)
-                starts = args[first:first + width] - args[first]
-                if (ends.size != 2 * count or not np.array_equal(ends[1::2] + 1, starts[1:])):
+                if (ends.size != 2 * count
+                        or not np.array_equal(ends[1::2] + 1, offsets[1:] - offsets[0])):
                     raise ValueError("tape program: a SUM's lists must each end with -1")
                 operands = np.delete(operands, ends)
         elif code == _POWI:
