@@ -1,18 +1,18 @@
 """A hand-written C right-hand side, compiled at benchmark time, to measure
 what the tape interpreter costs against compiled code.
 
-Only the benchmarks use this.  It needs a C compiler at run time (the one
-that built diffsens); without one, ``compiled_pollu()`` returns None and the
+Only the benchmarks use this.  It needs a C compiler at run time (found as
+``trace(..., compile=True)`` finds one); without one, ``compiled_pollu()`` returns None and the
 comparison is skipped.
 """
 import ctypes
 import os
-import shutil
 import subprocess
-import sysconfig
 import tempfile
 
 import numpy as np
+
+from ._native import c_compiler
 
 # POLLU (Verwer 1994; Test Set for IVP Solvers), written out by hand exactly as
 # the Test Set's Fortran does: 25 rates, then the 20 balances.
@@ -58,14 +58,9 @@ void pollu_many(long count, const double *Y, const double *k, double *out)
 """
 
 
-def _compiler():
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(cc) or shutil.which("cc") or shutil.which("gcc")
-
-
 def compiled_pollu():
     """``f(Y, k) -> dY`` for a batch of POLLU states, in hand-written C, or None."""
-    cc = _compiler()
+    cc = c_compiler()
     if cc is None:
         return None
     folder = tempfile.mkdtemp(prefix="diffsens-bench-")

@@ -8,6 +8,7 @@ reverse sweeps without Python.
 import numpy as np
 
 from ._kernels._core import TapeFunction
+from ._native import compile_value_pass
 from ._schedule import schedule
 from ._trace import TraceError, record
 
@@ -31,14 +32,23 @@ class TracedRHS:
         The Python function it was traced from.
     """
 
-    def __init__(self, tape, args, source=None, takes_p=True):
+    def __init__(self, tape, args, source=None, takes_p=True, compile=False):
         self.tape = tape
         self.source = source   # the Python function it was traced from
-        self._fn = TapeFunction(schedule(tape))
+        program = schedule(tape)
+        self._fn = TapeFunction(program)
+        if compile:
+            self._fn = TapeFunction(program, native=compile_value_pass(program, self._fn.rows))
         self._args = tuple(args)
         self._takes_p = takes_p   # traced as fun(t, y, p, ...), even with m = 0
         self.n = tape.n
         self.m = tape.m
+
+    @property
+    def compiled(self):
+        """Whether its value pass runs as compiled machine code (``trace(...,
+        compile=True)``) rather than in the interpreter."""
+        return self._fn.native is not None
 
     @property
     def function(self):
@@ -47,7 +57,7 @@ class TracedRHS:
 
     def __repr__(self):
         return (f"TracedRHS(n={self.n}, m={self.m}, ops={self.tape.n_ops}, "
-                f"constants={self.tape.n_const})")
+                f"constants={self.tape.n_const}{', compiled' if self.compiled else ''})")
 
     def parameters(self, args):
         """``p`` out of solver ``args``: ``(p,)`` or ``(p, *args_at_trace_time)``."""
@@ -117,7 +127,7 @@ def _same_args(a, b):
     return all(x is y or np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
 
 
-def trace(fun, y0, p=None, *, args=()):
+def trace(fun, y0, p=None, *, args=(), compile=False):
     """Record ``fun`` once and evaluate it in C from then on.
 
     ``fun`` runs a single time on tracer values; arithmetic, NumPy math,
@@ -135,6 +145,14 @@ def trace(fun, y0, p=None, *, args=()):
         Parameters, traced as inputs (pass them later as ``args=(p,)``).
     args : tuple, optional
         Extra arguments, baked into the tape as constants.
+    compile : bool, optional
+        Also compile the tape's value pass to machine code with the system C
+        compiler (``$CC``, else cc/gcc/clang), cached on disk by its source
+        (``$DIFFSENS_CACHE_DIR``, else ``~/.cache/diffsens``).  Every
+        evaluation of ``f`` then runs that code: on a large right-hand side
+        about 2.5x faster than the interpreter, with the interpreter's results
+        bit for bit.  The JVP lanes and reverse sweeps stay interpreted.
+        Default False: no compiler needed.
 
     Returns
     -------
@@ -145,6 +163,8 @@ def trace(fun, y0, p=None, *, args=()):
     TraceError
         If ``fun`` branches on a traced value (``if``, ``while``, ``and``,
         ``float()``): use ``np.where`` or pass the plain function instead.
+    RuntimeError
+        With ``compile=True``, if no C compiler is found or it fails.
 
     Examples
     --------
@@ -172,4 +192,5 @@ def trace(fun, y0, p=None, *, args=()):
         if p.ndim != 1:
             raise ValueError("`p` must be a 1-D array of parameters.")
     args = tuple(args)
-    return TracedRHS(record(fun, y0, p, args), args, source=fun, takes_p=p is not None)
+    return TracedRHS(record(fun, y0, p, args), args, source=fun, takes_p=p is not None,
+                     compile=bool(compile))

@@ -18,6 +18,7 @@ import scipy.integrate
 
 from . import problems
 from ._ivp import solve_ivp
+from ._native import c_compiler
 from ._rhs import trace
 from ._sens import solve_ivp_sens
 
@@ -321,21 +322,26 @@ def diffrax_jacfwd(prob, vector_field, solver_name, rtol, atol):
 
 
 def tape_cost_cases():
-    """POLLU evaluated at 10000 states by the tape interpreter and by
-    hand-written C (compiled now; skipped without a compiler).  Here the ratio
-    is below 1: its inverse is what the interpreter costs relative to compiled
-    code.  Both sides are one call into C; 10000 states make the calls' own
-    costs (the tape's ~3 us of argument checks, ctypes) under 1%."""
+    """POLLU evaluated at 10000 states by the tape, interpreted and compiled
+    (``trace(..., compile=True)``), and by hand-written C (compiled now;
+    skipped without a compiler).  Here the ratio is below 1: its inverse is
+    what the tape costs relative to hand-written code.  Every side is one call
+    into C; 10000 states make the calls' own costs (the tape's ~3 us of
+    argument checks, ctypes) under 1%."""
     from ._bench_native import compiled_pollu
     hand = compiled_pollu()
     if hand is None:
         return []
     pollu = problems.get("pollu")
-    rhs = trace(pollu.fun, pollu.y0, pollu.p)
     Y = np.random.default_rng(0).random((10000, pollu.n))
     reference = hand(Y, pollu.p)
-    return [Case("pollu f x10000 tape", lambda: rhs.function.value_batch(0.0, Y, pollu.p),
-                 hand.bound(Y, pollu.p), "hand-written C", reference)]
+    cases = []
+    for compile, label in ((False, "pollu f x10000 tape"),
+                           (True, "pollu f x10000 compiled tape")):
+        fn = trace(pollu.fun, pollu.y0, pollu.p, compile=compile).function
+        cases.append(Case(label, lambda fn=fn: fn.value_batch(0.0, Y, pollu.p),
+                          hand.bound(Y, pollu.p), "hand-written C", reference))
+    return cases
 
 
 def traced_cases(lv, lv_ref):
@@ -355,6 +361,15 @@ def traced_cases(lv, lv_ref):
     if diffrax_run is not None:
         cases.append(Case("lotka_volterra Tsit5 traced", ours, diffrax_run,
                           "diffrax Tsit5 (jit)", lv_ref))
+        if c_compiler() is not None:
+            # against compiled code, the tape compiled too (trace(..., compile=True))
+            compiled = trace(lv.fun, lv.y0, lv.p, compile=True)
+
+            def ours_compiled():
+                return solve_ivp(compiled, lv.t_span, lv.y0, method="Tsit5", **kwargs).y
+
+            cases.append(Case("lotka_volterra Tsit5 compiled", ours_compiled,
+                              diffrax_run, "diffrax Tsit5 (jit)", lv_ref))
     return cases
 
 

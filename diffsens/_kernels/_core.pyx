@@ -8,6 +8,8 @@ the state into a reused NumPy array, calls ``fun`` and copies the result out.
 An exception raised by ``fun`` is caught here, the kernel is told to stop, and
 the exception is re-raised (with its traceback) once the kernel has unwound.
 """
+import hashlib
+
 import numpy as np
 
 cimport numpy as cnp
@@ -19,14 +21,14 @@ from cpython.long cimport PyLong_Check
 from cpython.tuple cimport PyTuple_CheckExact
 from libc.stdlib cimport free, malloc
 from libc.math cimport isfinite
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, uintptr_t
 from libc.string cimport memcpy, memset
 
 from diffsens._kernels.kernels cimport (
     DS_CALLBACK_STOP, DS_FAILED, DS_FINISHED, DS_NEED_SPACE, DS_TERMINATED,
     DS_YIELD, ds_solver_init, ds_problem, ds_run, ds_solver,
     ds_erk_tableau, DS_ERK_MAX_STAGES, ds_workspace_size, ds_events, ds_output, ds_rhs,
-    ds_tape, ds_tape_ctx, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
+    ds_tape, ds_tape_ctx, ds_tape_value_fn, ds_tape_eval, ds_tape_eval_many, ds_tape_jvp, ds_tape_jvp_scratch,
     ds_tape_jvp2, ds_tape_jvp2_scratch,
     ds_tape_linearize, ds_tape_rhs_init, ds_tape_rhs_scratch, ds_tape_slot_count,
     ds_tape_value_scratch, ds_tape_vjp, ds_tape_vjp_scratch, ds_sens_ctx,
@@ -308,8 +310,13 @@ cdef class TapeFunction:
     cdef list keep
     cdef readonly int n, m
     cdef readonly object tape
+    cdef readonly object rows         # the program op by op (n_ops, 4): tape.h's `ops`
+    cdef readonly object native       # the compiled value pass, or None
 
-    def __cinit__(self, program):
+    def __cinit__(self, program, native=None):
+        """``native``: None, or the value pass compiled from this program's
+        ``rows`` (``diffsens._native.NativeValue``: ``address`` of the
+        function, and the library it lives in, kept alive here)."""
         _check_program(program)
         self.tape = program
         self.keep = []
@@ -327,6 +334,14 @@ cdef class TapeFunction:
         rows = np.empty(4 * (program.n_ops + 2), dtype=np.int32)
         ds_tape_linearize(&self.c, <int32_t *>cnp.PyArray_DATA(rows))
         self.c.ops = <const int32_t *>self._hold(rows, np.int32) + 4
+        self.rows = rows[4:-4].reshape(-1, 4)
+        self.rows.flags.writeable = False
+        self.native = native
+        self.c.native_value = NULL
+        if native is not None:
+            if native.rows_digest != _rows_digest(program, self.rows):
+                raise ValueError("`native` was compiled from another program")
+            self.c.native_value = <ds_tape_value_fn><uintptr_t>native.address
 
     cdef void *_hold(self, a, dtype) except NULL:
         return hold(self.keep, a, dtype)
@@ -468,6 +483,16 @@ _ONE_OPERAND = frozenset((4, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
 _SELECT, _POWI, _LINCOMB, _SUM, _PROD, _N_CODES = 28, 6, 31, 33, 34, 35
 _SUM_END = -1
 _PROD_MAX = 8
+
+
+def _rows_digest(program, rows):
+    """What a compiled value pass is compiled from: the program op by op, its
+    SUM/PROD/LINCOMB lists, constants and outputs."""
+    h = hashlib.sha256()
+    for a in (np.int32(program.n), np.int32(program.m), rows, program.lc_slot,
+              program.lc_weight, program.consts, program.outputs):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def _check_program(program):

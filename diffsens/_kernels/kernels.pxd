@@ -188,6 +188,10 @@ from libc.stdint cimport int32_t
 
 
 cdef extern from "tape.h":
+    # (its first argument is a const ds_tape *; declared here before ds_tape)
+    ctypedef int (*ds_tape_value_fn)(const void *tape, double *v, double t, const double *y,
+                                     const double *p, double *dy) noexcept nogil
+
     ctypedef struct ds_tape:
         int n
         int m
@@ -201,6 +205,7 @@ cdef extern from "tape.h":
         const double *lc_weight
         const int32_t *outputs
         const int32_t *ops
+        ds_tape_value_fn native_value
 
     ctypedef struct ds_tape_ctx:
         const ds_tape *tape

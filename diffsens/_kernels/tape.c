@@ -3,6 +3,7 @@
 
 #include "lanes.h"
 #include "tape.h"
+#include "tape_ops.h"
 #include "tiny.h"
 
 /* The interpreter's inner pieces must inline into their loops. */
@@ -41,102 +42,6 @@ size_t ds_tape_jvp_scratch(const ds_tape *tape, int k)
 size_t ds_tape_vjp_scratch(const ds_tape *tape)
 {
     return 2 * (size_t)slot_count(tape);
-}
-
-static double powi(double x, int e)
-{
-    unsigned int u = e < 0 ? -(unsigned int)e : (unsigned int)e;
-    double r = 1.0;
-    while (u) {
-        if (u & 1u)
-            r *= x;
-        x *= x;
-        u >>= 1;
-    }
-    return e < 0 ? 1.0 / r : r;
-}
-
-/* An op's value and, when asked, its partials with respect to operands a, b
- * and c.  One definition serves the value, dual and reverse passes. */
-typedef struct local {
-    double v, ca, cb, cc;
-} local;
-
-static inline local op_eval(int code, double a, double b, double c, int ci,
-                            int partials)
-{
-    local r = {0.0, 0.0, 0.0, 0.0};
-    switch (code) {
-    case DS_OP_ADD: r.v = a + b; r.ca = 1.0; r.cb = 1.0; break;
-    case DS_OP_SUB: r.v = a - b; r.ca = 1.0; r.cb = -1.0; break;
-    case DS_OP_MUL: r.v = a * b; r.ca = b; r.cb = a; break;
-    case DS_OP_DIV:
-        r.v = a / b;
-        if (partials) { r.ca = 1.0 / b; r.cb = -r.v / b; }
-        break;
-    case DS_OP_NEG: r.v = -a; r.ca = -1.0; break;
-    case DS_OP_POW:
-        r.v = pow(a, b);
-        if (partials) {
-            r.ca = b == 0.0 ? 0.0 : b * pow(a, b - 1.0);
-            r.cb = a > 0.0 ? log(a) * r.v : 0.0;
-        }
-        break;
-    case DS_OP_POWI:
-        r.v = powi(a, ci);
-        if (partials)
-            r.ca = ci == 0 ? 0.0 : ci * powi(a, ci - 1);
-        break;
-    case DS_OP_ABS:
-        r.v = fabs(a);
-        r.ca = a > 0.0 ? 1.0 : (a < 0.0 ? -1.0 : 0.0);
-        break;
-    case DS_OP_EXP: r.v = exp(a); r.ca = r.v; break;
-    case DS_OP_LOG: r.v = log(a); r.ca = 1.0 / a; break;
-    case DS_OP_LOG1P: r.v = log1p(a); r.ca = 1.0 / (1.0 + a); break;
-    case DS_OP_EXPM1: r.v = expm1(a); if (partials) r.ca = exp(a); break;
-    case DS_OP_SQRT: r.v = sqrt(a); r.ca = 0.5 / r.v; break;
-    case DS_OP_SIN: r.v = sin(a); if (partials) r.ca = cos(a); break;
-    case DS_OP_COS: r.v = cos(a); if (partials) r.ca = -sin(a); break;
-    case DS_OP_TAN: r.v = tan(a); r.ca = 1.0 + r.v * r.v; break;
-    case DS_OP_TANH:   /* 1 - tanh^2 cancels where tanh saturates */
-        r.v = tanh(a);
-        if (partials) { const double c = cosh(a); r.ca = 1.0 / (c * c); }
-        break;
-    case DS_OP_SINH: r.v = sinh(a); if (partials) r.ca = cosh(a); break;
-    case DS_OP_COSH: r.v = cosh(a); if (partials) r.ca = sinh(a); break;
-    case DS_OP_ARCTAN: r.v = atan(a); r.ca = 1.0 / (1.0 + a * a); break;
-    case DS_OP_ARCSIN:
-        r.v = asin(a);
-        if (partials) r.ca = 1.0 / sqrt((1.0 - a) * (1.0 + a));  /* no cancellation */
-        break;
-    case DS_OP_ARCCOS:
-        r.v = acos(a);
-        if (partials) r.ca = -1.0 / sqrt((1.0 - a) * (1.0 + a));
-        break;
-    case DS_OP_LT: r.v = a < b; break;
-    case DS_OP_LE: r.v = a <= b; break;
-    case DS_OP_GT: r.v = a > b; break;
-    case DS_OP_GE: r.v = a >= b; break;
-    case DS_OP_EQ: r.v = a == b; break;
-    case DS_OP_NE: r.v = a != b; break;
-    case DS_OP_SELECT:
-        if (a != 0.0) { r.v = b; r.cb = 1.0; } else { r.v = c; r.cc = 1.0; }
-        break;
-    case DS_OP_MAX:
-        if (isnan(a) || isnan(b)) { r.v = NAN; r.ca = r.cb = NAN; }
-        else if (a >= b) { r.v = a; r.ca = 1.0; }
-        else { r.v = b; r.cb = 1.0; }
-        break;
-    case DS_OP_MIN:
-        if (isnan(a) || isnan(b)) { r.v = NAN; r.ca = r.cb = NAN; }
-        else if (a <= b) { r.v = a; r.ca = 1.0; }
-        else { r.v = b; r.cb = 1.0; }
-        break;
-    case DS_OP_SQUARE: r.v = a * a; r.ca = 2.0 * a; break;
-    default: r.v = NAN; break;  /* LINCOMB is handled by the callers */
-    }
-    return r;
 }
 
 /* How many operand arrays a block of this code has (LINCOMB: see tape.h). */
@@ -304,7 +209,7 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
 #endif
 
 /* The value pass (tape_value_ops.inc), once per tiny state count and once
- * for any; value_pass_for(n) picks one. */
+ * for any; value_pass picks one, or the tape's compiled pass. */
 #define VALUE_FN value_pass_1
 #define VALUE_N 1
 #include "tape_value_ops.inc"
@@ -321,9 +226,11 @@ void ds_tape_linearize(const ds_tape *tape, int32_t *rows)
 #define VALUE_N tape->n
 #include "tape_value_ops.inc"
 
-static ds_tape_value_fn value_pass_for(int n)
+static ds_tape_value_fn value_pass(const ds_tape *tape)
 {
-    switch (n) {
+    if (tape->native_value != NULL)
+        return tape->native_value;
+    switch (tape->n) {
     case 1: return value_pass_1;
     case 2: return value_pass_2;
     case 3: return value_pass_3;
@@ -336,7 +243,7 @@ void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
                   const double *y, const double *p, double *dy)
 {
     load_consts(tape, scratch);
-    value_pass_for(tape->n)(tape, scratch, t, y, p, dy);
+    value_pass(tape)(tape, scratch, t, y, p, dy);
 }
 
 void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
@@ -344,7 +251,7 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
                        double *out)
 {
     const int n = tape->n;
-    const ds_tape_value_fn value = value_pass_for(n);
+    const ds_tape_value_fn value = value_pass(tape);
     load_consts(tape, scratch);
     for (long i = 0; i < k; ++i)   /* p loaded once */
         value(tape, scratch, t[i], Y + (size_t)i * n, i == 0 ? p : NULL,
@@ -567,7 +474,7 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
                  double *dy, double *wy, double *wp)
 {
     load_consts(tape, scratch);
-    vjp_sweep(tape, value_pass_for(tape->n), scratch, t, y, p, w, dy, wy, wp);
+    vjp_sweep(tape, value_pass(tape), scratch, t, y, p, w, dy, wy, wp);
 }
 
 /* ---- second order: two sets of directions and their mixed derivatives ----
@@ -946,7 +853,7 @@ void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
     ctx->p_loaded = NULL;
     ctx->pd_loaded = NULL;
     ctx->k_loaded = 0;
-    ctx->value = value_pass_for(tape->n);
+    ctx->value = value_pass(tape);
     load_consts(tape, scratch);
     rhs->ctx = ctx;
     rhs->n = tape->n;

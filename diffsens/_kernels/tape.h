@@ -102,6 +102,12 @@ enum ds_op_code {
 #define DS_PROD_MAX 8       /* factors in one PROD op */
 #define DS_SUM_END (-1)     /* ends each of a SUM's two lists of slots */
 
+/* One value pass: dy = f(t, y, p) with every slot into v; p NULL: v holds
+ * it already (the constants it always does). */
+struct ds_tape;
+typedef int (*ds_tape_value_fn)(const struct ds_tape *tape, double *v, double t,
+                                const double *y, const double *p, double *dy);
+
 typedef struct ds_tape {
     int n, m;               /* states, parameters */
     int n_const;
@@ -117,6 +123,10 @@ typedef struct ds_tape {
                                * between two rows with code DS_OP_COUNT (ops[-4]
                                * and ops[4 n_ops]: the reverse sweep's end and
                                * the forward passes') */
+    ds_tape_value_fn native_value;  /* NULL, or this program's value pass
+                                     * compiled to machine code
+                                     * (diffsens/_native.py): every
+                                     * evaluation's value pass then */
 } ds_tape;
 
 /* Fills rows (4 * (n_ops + 2)) from the blocks: an end row, the program,
@@ -158,11 +168,6 @@ void ds_tape_vjp(const ds_tape *tape, double *scratch, double t,
                  const double *y, const double *p, const double *w,
                  double *dy, double *wy, double *wp);
 
-/* One value pass: dy = f(t, y, p) with every slot into v; p NULL: v holds
- * it already (the constants it always does). */
-typedef int (*ds_tape_value_fn)(const ds_tape *tape, double *v, double t,
-                                const double *y, const double *p, double *dy);
-
 /* The tape behind the ds_rhs vtable.  Each solve owns one context and its
  * scratch (ds_tape_rhs_scratch() doubles), so solves may run concurrently.
  * The parameters (and their jvp seeds) are copied into the scratch when
@@ -176,7 +181,8 @@ typedef struct ds_tape_ctx {
     const double *p_loaded; /* the p whose values the scratch holds */
     const double *pd_loaded;/* the jvp seeds of p the scratch holds */
     int k_loaded;           /* ... for this many lanes */
-    ds_tape_value_fn value; /* the value pass compiled for this tape's n */
+    ds_tape_value_fn value; /* the value pass: the tape's compiled one, or
+                             * the interpreter's for its n */
 } ds_tape_ctx;
 
 size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max, int k2_max);
