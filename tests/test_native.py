@@ -184,6 +184,28 @@ def test_a_failing_compiler_is_reported(monkeypatch, tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == []          # no partial files left
 
 
+def test_a_long_tape_stays_interpreted_and_says_so(monkeypatch):
+    pollu = problems.get("pollu")
+    n_ops = diffsens.trace(pollu.fun, pollu.y0, pollu.p).function.rows.shape[0]
+    monkeypatch.setattr(native, "MAX_OPS", n_ops - 1)
+    with pytest.warns(RuntimeWarning, match=rf"{n_ops} ops.*stays interpreted"):
+        rhs = diffsens.trace(pollu.fun, pollu.y0, pollu.p, compile=True)
+    assert not rhs.compiled
+    monkeypatch.setattr(native, "MAX_OPS", n_ops)
+    assert diffsens.trace(pollu.fun, pollu.y0, pollu.p, compile=True).compiled
+
+
+def test_a_cache_folder_others_can_write_to_is_not_used(monkeypatch, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("DIFFSENS_CACHE_DIR", str(shared))
+    lv = problems.get("lotka_volterra")
+    rhs = diffsens.trace(lv.fun, lv.y0, lv.p, compile=True)
+    assert rhs.compiled and not rhs.function.native.path.startswith(str(shared))
+    assert list(shared.iterdir()) == []
+
+
 def test_a_compiled_pass_serves_only_its_own_program():
     lv, rober = problems.get("lotka_volterra"), problems.get("rober")
     program = schedule(diffsens.trace(lv.fun, lv.y0, lv.p).tape)
