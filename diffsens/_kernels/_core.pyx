@@ -315,8 +315,8 @@ cdef class TapeFunction:
 
     def __cinit__(self, program, native=None):
         """``native``: None, or the value pass compiled from this program's
-        ``rows`` (``diffsens._native.NativeValue``: ``address`` of the
-        function, and the library it lives in, kept alive here)."""
+        ``rows`` (``diffsens._native.NativeValue``: the addresses of its two
+        functions, and the library they live in, kept alive here)."""
         _check_program(program)
         self.tape = program
         self.keep = []
@@ -337,11 +337,12 @@ cdef class TapeFunction:
         self.rows = rows[4:-4].reshape(-1, 4)
         self.rows.flags.writeable = False
         self.native = native
-        self.c.native_value = NULL
+        self.c.native_value = self.c.native_f = NULL
         if native is not None:
             if native.rows_digest != _rows_digest(program, self.rows):
                 raise ValueError("`native` was compiled from another program")
             self.c.native_value = <ds_tape_value_fn><uintptr_t>native.address
+            self.c.native_f = <ds_tape_value_fn><uintptr_t>native.address_f
 
     cdef void *_hold(self, a, dtype) except NULL:
         return hold(self.keep, a, dtype)

@@ -206,6 +206,7 @@ cdef extern from "tape.h":
         const int32_t *outputs
         const int32_t *ops
         ds_tape_value_fn native_value
+        ds_tape_value_fn native_f
 
     ctypedef struct ds_tape_ctx:
         const ds_tape *tape

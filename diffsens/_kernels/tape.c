@@ -239,11 +239,17 @@ static ds_tape_value_fn value_pass(const ds_tape *tape)
     }
 }
 
+/* A value pass for dy alone: the compiled one that skips the slots. */
+static ds_tape_value_fn f_pass(const ds_tape *tape)
+{
+    return tape->native_f != NULL ? tape->native_f : value_pass(tape);
+}
+
 void ds_tape_eval(const ds_tape *tape, double *scratch, double t,
                   const double *y, const double *p, double *dy)
 {
     load_consts(tape, scratch);
-    value_pass(tape)(tape, scratch, t, y, p, dy);
+    f_pass(tape)(tape, scratch, t, y, p, dy);
 }
 
 void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
@@ -251,7 +257,7 @@ void ds_tape_eval_many(const ds_tape *tape, double *scratch, long k,
                        double *out)
 {
     const int n = tape->n;
-    const ds_tape_value_fn value = value_pass(tape);
+    const ds_tape_value_fn value = f_pass(tape);
     load_consts(tape, scratch);
     for (long i = 0; i < k; ++i)   /* p loaded once */
         value(tape, scratch, t[i], Y + (size_t)i * n, i == 0 ? p : NULL,
@@ -787,7 +793,7 @@ static int tape_f(void *ctx, double t, const double *y, const double *p,
     ds_tape_ctx *c = (ds_tape_ctx *)ctx;
     const double *load = p != c->p_loaded ? p : NULL;
     c->p_loaded = p;
-    return c->value(c->tape, c->scratch, t, y, load, dy);
+    return c->f(c->tape, c->scratch, t, y, load, dy);
 }
 
 static int tape_jvp(void *ctx, double t, const double *y, const double *p,
@@ -854,6 +860,7 @@ void ds_tape_rhs_init(ds_rhs *rhs, ds_tape_ctx *ctx, const ds_tape *tape,
     ctx->pd_loaded = NULL;
     ctx->k_loaded = 0;
     ctx->value = value_pass(tape);
+    ctx->f = f_pass(tape);
     load_consts(tape, scratch);
     rhs->ctx = ctx;
     rhs->n = tape->n;

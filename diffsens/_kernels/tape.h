@@ -123,10 +123,12 @@ typedef struct ds_tape {
                                * between two rows with code DS_OP_COUNT (ops[-4]
                                * and ops[4 n_ops]: the reverse sweep's end and
                                * the forward passes') */
-    ds_tape_value_fn native_value;  /* NULL, or this program's value pass
-                                     * compiled to machine code
-                                     * (diffsens/_native.py): every
-                                     * evaluation's value pass then */
+    /* NULL, or this program's value pass compiled to machine code
+     * (diffsens/_native.py), run in place of the interpreter's: native_value
+     * fills every slot (the reverse sweep reads them), native_f only dy
+     * (and p's slots, which later calls may reuse) */
+    ds_tape_value_fn native_value;
+    ds_tape_value_fn native_f;
 } ds_tape;
 
 /* Fills rows (4 * (n_ops + 2)) from the blocks: an end row, the program,
@@ -183,6 +185,7 @@ typedef struct ds_tape_ctx {
     int k_loaded;           /* ... for this many lanes */
     ds_tape_value_fn value; /* the value pass: the tape's compiled one, or
                              * the interpreter's for its n */
+    ds_tape_value_fn f;     /* the same for dy alone (may skip the slots) */
 } ds_tape_ctx;
 
 size_t ds_tape_rhs_scratch(const ds_tape *tape, int k_max, int k2_max);
