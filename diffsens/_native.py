@@ -8,14 +8,17 @@ as straight-line C instead, one statement per op, compiled with the system C
 compiler and loaded; the tape's value pass is then that function.
 
 It computes exactly what the interpreter computes, in the same order, with
-the same op definitions (``_kernels/tape_ops.h``), and fills the same slots
-(the reverse sweep reads them), so its results are the interpreter's bit for
-bit.  The dual lanes, reverse sweep and second-order pass stay interpreted.
+the same op definitions (``_kernels/tape_ops.h``), so its results are the
+interpreter's bit for bit.  It is written twice: for ``f`` alone, and filling
+every slot as the interpreter does, for the reverse sweep that follows.  The
+dual lanes, reverse sweep and second-order pass stay interpreted.
 
-Libraries are cached by the digest of their source, in
-``$DIFFSENS_CACHE_DIR`` or the user's cache folder, so a model compiles once.
+Libraries are cached by the digest of their source and of the headers it
+includes, in ``$DIFFSENS_CACHE_DIR`` or the user's cache folder, so a model
+compiles once.
 """
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -178,6 +181,17 @@ def _cache_dir():
     return tempfile.mkdtemp(prefix="diffsens-native-")
 
 
+@functools.lru_cache(maxsize=None)
+def _headers():
+    """The headers a compiled tape includes (another diffsens version's
+    layout or op definitions must not be served from the cache)."""
+    parts = []
+    for name in ("rhs.h", "tape.h", "tape_ops.h"):
+        with open(os.path.join(_KERNELS, name)) as fh:
+            parts.append(fh.read())
+    return "\0".join(parts)
+
+
 def compile_value_pass(program, rows):
     """Compile (or find in the cache) the value pass of ``program`` and load it.
 
@@ -193,7 +207,7 @@ def compile_value_pass(program, rows):
         raise RuntimeError("trace(..., compile=True) needs a C compiler and found none "
                            "(set CC, or install cc/gcc/clang); compile=False evaluates the "
                            "same tape in the interpreter.")
-    key = hashlib.sha256("\0".join([source, cc, *FLAGS]).encode()).hexdigest()[:32]
+    key = hashlib.sha256("\0".join([source, _headers(), cc, *FLAGS]).encode()).hexdigest()[:32]
     folder = _cache_dir()
     path = os.path.join(folder, f"tape-{key}.so")
     if not os.path.exists(path):
