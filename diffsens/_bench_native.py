@@ -1,18 +1,15 @@
 """A hand-written C right-hand side, compiled at benchmark time, to measure
 what the tape interpreter costs against compiled code.
 
-Only the benchmarks use this.  It needs a C compiler at run time (found as
-``trace(..., compile=True)`` finds one); without one, ``compiled_pollu()`` returns None and the
-comparison is skipped.
+Only the benchmarks use this.  It is built as compiled tapes are
+(``diffsens._native.shared_library``), so it needs a C compiler at run time;
+without one, ``compiled_pollu()`` returns None and the comparison is skipped.
 """
 import ctypes
-import os
-import subprocess
-import tempfile
 
 import numpy as np
 
-from ._native import c_compiler
+from ._native import shared_library
 
 # POLLU (Verwer 1994; Test Set for IVP Solvers), written out by hand exactly as
 # the Test Set's Fortran does: 25 rates, then the 20 balances.
@@ -60,20 +57,11 @@ void pollu_many(long count, const double *Y, const double *k, double *out)
 
 def compiled_pollu():
     """``f(Y, k) -> dY`` for a batch of POLLU states, in hand-written C, or None."""
-    cc = c_compiler()
-    if cc is None:
-        return None
-    folder = tempfile.mkdtemp(prefix="diffsens-bench-")
-    src = os.path.join(folder, "pollu.c")
-    lib = os.path.join(folder, "pollu.so")
-    with open(src, "w") as fh:
-        fh.write(POLLU_C)
     try:
-        subprocess.run([cc, "-O3", "-fno-math-errno", "-shared", "-fPIC", src, "-o", lib],
-                       check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
+        _, library = shared_library(POLLU_C, ["-O3", "-fno-math-errno", "-shared", "-fPIC"])
+    except RuntimeError:   # no compiler, or it failed
         return None
-    return HandWrittenPollu(ctypes.CDLL(lib))
+    return HandWrittenPollu(library)
 
 
 class HandWrittenPollu:

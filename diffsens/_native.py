@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels._core import _rows_digest
-from ._schedule import PROD, SUM, SUM_END
+from ._schedule import SUM_END
 from ._trace import Op
 
-__all__ = ["MAX_OPS", "NativeValue", "c_compiler", "compile_value_pass", "value_pass_source"]
+__all__ = ["MAX_OPS", "NativeValue", "c_compiler", "compile_value_pass", "shared_library",
+           "value_pass_source"]
 
 FLAGS = ["-O2", "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=off"]
 # Past this many ops straight-line code loses: measured on a 1-D Brusselator,
@@ -45,7 +46,6 @@ FLAGS = ["-O2", "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=off"]
 MAX_OPS = 2000
 FUNCTION = "ds_native_value"    # fills every slot (the reverse sweep reads them)
 FUNCTION_F = "ds_native_f"       # dy alone
-_PROD3 = 35          # DS_OP_PROD3: an ops row only (tape.h)
 _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")
 
 _BINARY = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/"}
@@ -105,7 +105,7 @@ def value_pass_source(program, rows):
             expr = f"-{x(a)}"
         elif code == Op.SQUARE:
             expr = f"{x(a)} * {x(a)}"
-        elif code == SUM:
+        elif code == Op.SUM:
             terms, j = ([], []), a
             for side in terms:
                 while lc_slot[j] != SUM_END:
@@ -114,9 +114,9 @@ def value_pass_source(program, rows):
                 j += 1
             plus, minus = (" + ".join(["0.0"] + side) for side in terms)
             expr = f"({plus}) - ({minus})"
-        elif code == _PROD3:
+        elif code == Op.PROD3:
             expr = f"{x(a)} * {x(b)} * {x(c)}"
-        elif code == PROD:
+        elif code == Op.PROD:
             expr = " * ".join(x(s) for s in lc_slot[b:c])
         elif code == Op.LINCOMB:
             expr = " + ".join(["0.0"] + [f"{_literal(lc_weight[j]) or f'tape->lc_weight[{j}]'}"
@@ -192,8 +192,9 @@ def _headers():
     return "\0".join(parts)
 
 
-def compile_value_pass(program, rows):
-    """Compile (or find in the cache) the value pass of ``program`` and load it.
+def shared_library(source, flags=FLAGS):
+    """Compile C ``source`` (which may include the kernels' headers) into a
+    shared library, or find it in the cache, and load it (a ``ctypes.CDLL``).
 
     Raises
     ------
@@ -201,22 +202,21 @@ def compile_value_pass(program, rows):
         If there is no C compiler, or it fails; the message says how to go on
         without one (``compile=False``).
     """
-    source = value_pass_source(program, rows)
     cc = c_compiler()
     if cc is None:
         raise RuntimeError("trace(..., compile=True) needs a C compiler and found none "
                            "(set CC, or install cc/gcc/clang); compile=False evaluates the "
                            "same tape in the interpreter.")
-    key = hashlib.sha256("\0".join([source, _headers(), cc, *FLAGS]).encode()).hexdigest()[:32]
+    key = hashlib.sha256("\0".join([source, _headers(), cc, *flags]).encode()).hexdigest()[:32]
     folder = _cache_dir()
-    path = os.path.join(folder, f"tape-{key}.so")
+    path = os.path.join(folder, f"lib-{key}.so")
     if not os.path.exists(path):
         fd, src = tempfile.mkstemp(suffix=".c", dir=folder)
         with os.fdopen(fd, "w") as fh:
             fh.write(source)
         partial = src[:-2] + ".so"
         try:
-            done = subprocess.run([cc, *FLAGS, "-I", _KERNELS, src, "-o", partial, "-lm"],
+            done = subprocess.run([cc, *flags, "-I", _KERNELS, src, "-o", partial, "-lm"],
                                   capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"compiling the tape with {cc} failed "
@@ -227,7 +227,13 @@ def compile_value_pass(program, rows):
             for leftover in (src, partial):
                 if os.path.exists(leftover):
                     os.remove(leftover)
-    library = ctypes.CDLL(path)
+    return path, ctypes.CDLL(path)
+
+
+def compile_value_pass(program, rows):
+    """Compile (or find in the cache) the value pass of ``program`` and load
+    it; raises RuntimeError as `shared_library` does."""
+    path, library = shared_library(value_pass_source(program, rows))
     address, address_f = (ctypes.cast(getattr(library, name), ctypes.c_void_p).value
                           for name in (FUNCTION, FUNCTION_F))
     return NativeValue(address, address_f, _rows_digest(program, rows), path, library)

@@ -24,7 +24,7 @@ from ._trace import Op
 __all__ = ["Program", "schedule"]
 
 # Scheduler-only op codes (tape.h): the tracer never records these.
-SUM, PROD = 33, 34
+SUM, PROD = Op.SUM, Op.PROD
 SUM_END = -1   # DS_SUM_END in tape.h: ends a SUM's plus list and its minus list
 PROD_MAX = 8   # DS_PROD_MAX in tape.h
 
