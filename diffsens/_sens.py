@@ -12,10 +12,14 @@ Both strategies integrate the state together with its derivatives
   controlled too (CVODES ``errconS``), so ``sens`` is accurate to the
   tolerances as an approximation of the true sensitivities.
 
-For the explicit Runge-Kutta methods both are the same augmented system
-``[y, S]`` evaluated with one Jacobian-vector product of k lanes per stage
-(the tape's dual lanes, or ``diffsens.Dual`` numbers through a Python
-``fun``); they differ in what the error control sees.
+Both are the same augmented system ``[y, S]``, evaluated with one
+Jacobian-vector product of k lanes per stage (the tape's dual lanes, or
+``diffsens.Dual`` numbers through a Python ``fun``); they differ in what the
+error control sees.  For an explicit Runge-Kutta method, applying the step
+to the sensitivity equations is differentiating it.  So it is for a
+Rosenbrock method, given the augmented Jacobian exactly: its block coupling
+``S`` to ``y``, d/dy (J S + J_p), is the derivative of the step's ``W``
+along the directions (the mixed second derivatives of f are symmetric).
 """
 import concurrent.futures
 import functools
@@ -224,17 +228,20 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
     method : str, optional
         A native explicit method: ``'Tsit5'`` (default), ``'RK45'``,
         ``'RK23'``, ``'DOP853'``, ``'Vern7'``; or, for stiff problems, a
-        Rosenbrock method (``'Rodas5P'``, ``'Rodas4'``, ``'Rosenbrock23'``)
-        with ``sens='continuous'``: every step factors ``W = I/(gamma h) - J``
-        once and solves all sensitivity columns with that LU, so a step costs
-        ``O(n^3 + k n^2)``.  ``'auto'`` (with ``sens='continuous'``) moves
-        between Tsit5 and Rodas5P as `diffsens.solve_ivp` does, handing the
-        sensitivities over with the state (``method_segments`` says where).
+        Rosenbrock method (``'Rodas5P'``, ``'Rodas4'``, ``'Rosenbrock23'``):
+        every step factors ``W = I/(gamma h) - J`` once and solves all
+        sensitivity columns with that LU, so a step costs
+        ``O(n^3 + k n^2)``.  ``'auto'`` moves between Tsit5 and Rodas5P as
+        `diffsens.solve_ivp` does, handing the sensitivities over with the
+        state (``method_segments`` says where).
     t_eval, dense_output, events, args
         As in `diffsens.solve_ivp` (events see the state only).
     sens : {'dual', 'continuous'}, optional
         ``'dual'`` (default): the derivative of the discrete solution, error
         control on ``y`` only (change with ``sens_error_control=True``).
+        With a Rosenbrock method (or ``'auto'``) it needs a traced ``fun``:
+        the step's derivative holds second derivatives of f, which a Python
+        ``fun`` gives only by differences.
         ``'continuous'``: sensitivity equations with their own error control
         (``sens_error_control=False`` to turn it off).
     wrt : {'p', 'y0'} or ('p', 'y0'), optional
@@ -272,10 +279,11 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
                          f"for sensitivities, got {method!r}.")
     if sens not in SENS_METHODS:
         raise ValueError(f"`sens` must be one of {list(SENS_METHODS)}, got {sens!r}.")
-    if method not in EXPLICIT_METHODS and sens == "dual":
-        raise ValueError("sens='dual' (the derivative of the discrete solution) is "
-                         "available with the explicit methods; with a Rosenbrock "
-                         "method (or 'auto', which may switch to one) use "
+    if (method not in EXPLICIT_METHODS and sens == "dual"
+            and not isinstance(fun, TracedRHS)):
+        raise ValueError("sens='dual' with a Rosenbrock method (or 'auto', which may "
+                         "switch to one) needs the exact second derivatives of a "
+                         "traced `fun` (diffsens.trace); with a Python `fun` use "
                          "sens='continuous'.")
     wrt = _wrt_set(wrt)
     t0, tf = map(float, t_span)
@@ -336,7 +344,8 @@ def solve_ivp_sens(fun, t_span, y0, p, method="Tsit5", t_eval=None, dense_output
                 False, rtol_aug, atol_aug, seg_opt["max_step"], seg_opt["first_step"],
                 rest_eval, bool(dense_output), events, direction, max_count,
                 seg_opt["max_steps"], seg_opt["stiffness_check"], p, k, p_seed,
-                0 if error_control else n, nonstiff_bound=nonstiff_bound, cancel=cancel)
+                0 if error_control else n, nonstiff_bound=nonstiff_bound, cancel=cancel,
+                exact_coupling=sens == "dual")
             return assemble(raw, t_start, np.float64, rest_eval, dense_output, events,
                             SensResult), raw
 

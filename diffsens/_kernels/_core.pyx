@@ -866,7 +866,8 @@ def solve(tableau, fun, double t0, double t_bound,
           bint dense_output, events, event_direction,
           event_max_count, long max_steps, bint stiffness_check,
           p=None, int sens_lanes=0, p_seed=None, int norm_n=0, jac=None,
-          mass=None, double nonstiff_bound=0.0, cancel=None):
+          mass=None, double nonstiff_bound=0.0, cancel=None,
+          bint exact_coupling=False):
     """Run a solve in C (explicit RK or Rosenbrock tableau); inputs are
     validated by the caller.
 
@@ -880,6 +881,9 @@ def solve(tableau, fun, double t0, double t_bound,
     With ``sens_lanes = k > 0`` the state is ``[y, S]`` (S lane-major, see
     ``sens.h``), ``y0`` holds all n (1 + k) initial values, ``p_seed`` (k, m)
     the parameter directions, and error control covers ``y[:norm_n]`` (0: all).
+    A Rosenbrock solve's coupling of S to y is then exact with
+    ``exact_coupling`` (a traced ``fun``: the step's derivative), else by
+    differences where it goes stage by stage (n >= stages).
 
     ``jac`` (a user's ``jac(t, y, *args)``) and ``mass`` (an (n, n) matrix)
     serve the Rosenbrock methods; ``nonstiff_bound > 0`` makes a Rosenbrock
@@ -963,6 +967,9 @@ def solve(tableau, fun, double t0, double t_bound,
             coupling.evaluate = NULL
             if rhs.c.jvp2 != NULL:
                 coupling.evaluate = ds_sens_coupling_evaluate
+                sens_ctx.exact = exact_coupling
+            elif exact_coupling:
+                raise TypeError("an exact coupling needs a traced right-hand side")
             coupling.apply = ds_sens_coupling
             pb.coupling = &coupling
     pb.p = NULL if pc is None else <const double *>cnp.PyArray_DATA(pc)

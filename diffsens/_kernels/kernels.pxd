@@ -251,6 +251,7 @@ cdef extern from "sens.h":
         const double *p_seed
         double *scratch
         double *block
+        int exact
 
     void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base,
                           int k, const double *p_seed) nogil

@@ -19,6 +19,7 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
     ctx->base = base;
     ctx->k = k;
     ctx->p_seed = p_seed;
+    ctx->exact = 0;
     aug->ctx = ctx;
     aug->n = base->n * (1 + k);
     aug->m = base->m;
@@ -30,14 +31,19 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
     aug->autonomous = base->autonomous;
 }
 
-/* out (N - n) = (F_S(Y + eps u) - F_S(Y)) / eps, eps a sqrt(eps)-relative
- * step along u (the usual forward-difference step). */
+/* out (N - n) = d/du F_S: (F_S(Y + eps u) - F_S(Y)) / eps, eps a
+ * sqrt(eps)-relative step along u (the usual forward-difference step), or
+ * exactly by a second-order pass along u and the sensitivity directions. */
 int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
                      const double *p, const double *u, double *out)
 {
     const ds_sens_ctx *c = (const ds_sens_ctx *)ctx;
-    const int n = c->base->n, N = n * (1 + c->k);
+    const ds_rhs *base = c->base;
+    const int n = base->n, N = n * (1 + c->k);
     double *Yp = c->scratch, *Fp = c->scratch + N;
+    if (c->exact)   /* (f, J u and F_S: scratch) */
+        return base->jvp2(base->ctx, t, Y, p, 1, u, c->k, Y + n, c->p_seed, Yp, Yp + n,
+                          Yp + 2 * (size_t)n, out);
     double ynorm = 0.0, unorm = 0.0;
     for (int i = 0; i < n; ++i) {
         ynorm = fmax(ynorm, fabs(Y[i]));

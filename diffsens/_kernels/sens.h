@@ -30,6 +30,7 @@ typedef struct ds_sens_ctx {
     const double *p_seed;   /* m * k, lane-major */
     double *scratch;        /* 2 n (1 + k) + 2 n^2: for the coupling */
     double *block;          /* n k x n: the coupling block (column-major) */
+    int exact;              /* ds_sens_coupling by second-order passes too */
 } ds_sens_ctx;
 
 /* An rhs of size n (1 + k) over the base rhs of size n. */
@@ -39,8 +40,11 @@ void ds_sens_rhs_init(ds_rhs *aug, ds_sens_ctx *ctx, const ds_rhs *base, int k,
 /*
  * The block of the augmented Jacobian that couples S' to y, applied to a
  * state direction u (n): out (n k) = d/dy (J_y S + J_p) u at (t, Y), by a
- * forward difference of the augmented rhs (F: its value at (t, Y)).  A
- * Rosenbrock step on [y, S] needs it to keep its order.
+ * forward difference of the augmented rhs (F: its value at (t, Y)), or with
+ * ctx->exact by a second-order pass of the base rhs (which must have jvp2;
+ * measured 1.2-1.7x slower solves on 2-D Brusselators).  A Rosenbrock step
+ * on [y, S] needs it to keep its order and, exact, to be the derivative of
+ * the step.
  */
 int ds_sens_coupling(void *ctx, double t, const double *Y, const double *F,
                      const double *p, const double *u, double *out);
