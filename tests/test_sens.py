@@ -231,23 +231,28 @@ def test_rosenbrock_linear_system_vs_expm_frechet(method, kind):
 ROBER_1E5 = problems.get("rober_1e5")
 
 
+def _central_differences(y_of_p, p, relative_step=1e-4):
+    """dy/dp (..., m, ...) of ``y_of_p(p)`` (shape (n, nt)) by central
+    differences, each parameter stepped by `relative_step` of itself."""
+    columns = []
+    for j in range(p.size):
+        step = relative_step * p[j]
+        up, down = p.copy(), p.copy()
+        up[j] += step
+        down[j] -= step
+        columns.append((y_of_p(up) - y_of_p(down)) / (2 * step))
+    return np.stack(columns, axis=1)
+
+
 @functools.lru_cache(maxsize=None)
 def _rober_fd(rtol, atol):
     """Central differences (step 1e-4 relative) of tight Rodas5P solves of ROBER."""
     prob = ROBER_1E5
     rhs = diffsens.trace(prob.fun, prob.y0, prob.p)
-    p = np.asarray(prob.p, dtype=float)
     kw = dict(method="Rodas5P", t_eval=prob.t_eval, rtol=rtol, atol=atol)
-    columns = []
-    for j in range(p.size):
-        step = 1e-4 * p[j]
-        up, down = p.copy(), p.copy()
-        up[j] += step
-        down[j] -= step
-        columns.append((diffsens.solve_ivp(rhs, prob.t_span, prob.y0, args=(up,), **kw).y
-                        - diffsens.solve_ivp(rhs, prob.t_span, prob.y0, args=(down,),
-                                             **kw).y) / (2 * step))
-    return np.stack(columns, axis=1)
+    return _central_differences(
+        lambda p: diffsens.solve_ivp(rhs, prob.t_span, prob.y0, args=(p,), **kw).y,
+        np.asarray(prob.p, dtype=float))
 
 
 @pytest.mark.parametrize("error_control", [True, False])
@@ -310,15 +315,7 @@ def test_rosenbrock_dual_is_the_derivative_of_the_discrete_solution(method):
     res = _rober_fixed_steps(fun, p, method)
     assert res.status == 0, res.message
     np.testing.assert_array_equal(res.t, np.arange(65) * ROBER_STEP)   # no step moved
-    columns = []
-    for j in range(p.size):
-        delta = 1e-4 * p[j]
-        up, down = p.copy(), p.copy()
-        up[j] += delta
-        down[j] -= delta
-        columns.append((_rober_fixed_steps(fun, up, method).y
-                        - _rober_fixed_steps(fun, down, method).y) / (2 * delta))
-    fd = np.stack(columns, axis=1)
+    fd = _central_differences(lambda q: _rober_fixed_steps(fun, q, method).y, p)
     for j in range(p.size):
         assert _rel_err(res.sens[:, j], fd[:, j]) < 1e-6, j
 
